@@ -1,0 +1,377 @@
+"""The IMPALA learner: V-trace loss, TF1-style RMSProp, one training step.
+
+Everything the learner does to a batch of unrolls lives here:
+
+  * `Unroll`, the structure actors send and the learner consumes;
+  * `compute_loss`, the V-trace actor-critic loss of paper section 4.2;
+  * `RMSProp`, with TF1's semantics (the optimiser the paper's numbers came
+    from);
+  * `Learner`, which owns the optimiser and the frame counter and runs one
+    step as a `tf.function` under a `tf.distribute` strategy.
+
+How a batch is laid out (as in the reference). An actor's unroll holds T+1
+steps: step 0 is the last step of its previous unroll. At index t,
+`agent_outputs[t]` is what the actor's agent produced from
+`(agent_outputs[t-1].action, env_outputs[t-1])`, and `env_outputs[t]` is what
+the environment returned for `agent_outputs[t].action`. `agent_state` is the
+core state in effect after step 0, from which the learner's unroll starts.
+"""
+
+import collections
+import dataclasses
+
+import tensorflow as tf
+
+from scalable_agent import environments
+from scalable_agent import networks
+from scalable_agent import vtrace
+
+# One actor's unroll; what crosses the network. Shapes for one unroll (a batch
+# adds a leading [B]):
+#   level_id      int32 []            index of the level in its suite
+#   agent_state   nest of [...]       core state at the start (see above)
+#   env_outputs   EnvOutput, [T+1, ...] fields
+#   agent_outputs AgentOutput, [T+1, ...] fields (behaviour policy)
+Unroll = collections.namedtuple(
+    'Unroll', 'level_id agent_state env_outputs agent_outputs')
+
+# What one learner step reports; all scalars, summed over the global batch
+# where they are sums.
+StepStats = collections.namedtuple('StepStats', [
+    'total_loss',        # The optimised loss.
+    'policy_gradient_loss',
+    'baseline_loss',     # 0.5 * sum (vs - V)^2, before baseline_cost.
+    'entropy',           # sum of the policy's entropy (nats).
+    'gradient_norm',     # global norm before clipping.
+    'learning_rate',
+    'num_env_frames',    # after this step.
+])
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+  """Learner settings; defaults are the released code's defaults.
+
+  `PAPER_ATARI` and `PAPER_DMLAB30` below hold the paper's settings.
+  """
+  batch_size: int = 2
+  unroll_length: int = 100
+  num_action_repeats: int = 4
+  total_environment_frames: float = 1e9
+  discounting: float = 0.99
+  baseline_cost: float = 0.5
+  entropy_cost: float = 0.00025
+  reward_clipping: str = 'abs_one'
+  learning_rate: float = 0.00048
+  decay: float = 0.99
+  momentum: float = 0.
+  epsilon: float = 0.1
+  max_gradient_norm: float | None = None
+
+  @property
+  def frames_per_step(self):
+    """Environment frames one learner step consumes."""
+    return self.batch_size * self.unroll_length * self.num_action_repeats
+
+
+# Paper Table G.1 (Atari, per game).
+PAPER_ATARI = Hyperparameters(
+    batch_size=32, unroll_length=20, total_environment_frames=2e8,
+    entropy_cost=0.01, learning_rate=0.0006, epsilon=0.01,
+    max_gradient_norm=40., reward_clipping='abs_one')
+
+# The released code's README command for DMLab-30.
+PAPER_DMLAB30 = Hyperparameters(
+    batch_size=32, unroll_length=100, total_environment_frames=1e10,
+    entropy_cost=0.0033391318945337044,
+    learning_rate=0.00031866995608948655, reward_clipping='soft_asymmetric')
+
+
+def clip_rewards(rewards, mode):
+  """Reward clipping of the released code.
+
+  'abs_one': clip to [-1, 1]. 'soft_asymmetric': 5 tanh(r/5) for r > 0 and
+  1.5 tanh(r/5) for r < 0 (squashes large positive rewards less than
+  negative ones; the code's constants, which differ from the paper's figure).
+  'none': unchanged.
+  """
+  if mode == 'abs_one':
+    return tf.clip_by_value(rewards, -1., 1.)
+  if mode == 'soft_asymmetric':
+    squeezed = tf.tanh(rewards / 5.0)
+    return tf.where(rewards < 0, .3 * squeezed, squeezed) * 5.
+  if mode == 'none':
+    return rewards
+  raise ValueError(f'Unknown reward_clipping {mode!r}; choose abs_one, '
+                   'soft_asymmetric or none.')
+
+
+def compute_loss(agent, batch, hparams):
+  """V-trace actor-critic loss of a time-major batch.
+
+  Args:
+    agent: `networks.ImpalaAgent`.
+    batch: `Unroll` with time-major fields: env_outputs and agent_outputs
+      [T+1, B, ...], agent_state [B, ...].
+    hparams: `Hyperparameters`.
+
+  Returns:
+    (total_loss scalar, dict of loss terms for logging).
+  """
+  learner_outputs, _ = agent.unroll(batch.agent_outputs.action,
+                                    batch.env_outputs, batch.agent_state)
+  # The learner's value of the last observation bootstraps the returns.
+  bootstrap_value = learner_outputs.baseline[-1]
+
+  # After this shift, index t holds: the behaviour action taken at t, the
+  # reward and done it produced, and the learner's outputs for the
+  # observation the action was taken in.
+  agent_outputs = tf.nest.map_structure(lambda t: t[1:], batch.agent_outputs)
+  rewards = batch.env_outputs.reward[1:]
+  done = batch.env_outputs.done[1:]
+  learner_outputs = tf.nest.map_structure(lambda t: t[:-1], learner_outputs)
+
+  clipped_rewards = clip_rewards(rewards, hparams.reward_clipping)
+  # An episode that ended at t does not bootstrap from the next observation
+  # (it belongs to the next episode).
+  discounts = tf.cast(~done, tf.float32) * hparams.discounting
+
+  vtrace_returns = vtrace.from_logits(
+      behaviour_policy_logits=agent_outputs.policy_logits,
+      target_policy_logits=learner_outputs.policy_logits,
+      actions=agent_outputs.action,
+      discounts=discounts,
+      rewards=clipped_rewards,
+      values=learner_outputs.baseline,
+      bootstrap_value=bootstrap_value)
+
+  # Policy gradient: -sum log pi(a_t) * pg_advantage_t. pg_advantages carry
+  # no gradient (vtrace stops it).
+  cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=agent_outputs.action, logits=learner_outputs.policy_logits)
+  policy_gradient_loss = tf.reduce_sum(
+      cross_entropy * vtrace_returns.pg_advantages)
+  baseline_loss = 0.5 * tf.reduce_sum(
+      tf.square(vtrace_returns.vs - learner_outputs.baseline))
+  policy = tf.nn.softmax(learner_outputs.policy_logits)
+  log_policy = tf.nn.log_softmax(learner_outputs.policy_logits)
+  entropy = -tf.reduce_sum(policy * log_policy)
+
+  total_loss = (policy_gradient_loss
+                + hparams.baseline_cost * baseline_loss
+                - hparams.entropy_cost * entropy)
+  return total_loss, {
+      'policy_gradient_loss': policy_gradient_loss,
+      'baseline_loss': baseline_loss,
+      'entropy': entropy,
+  }
+
+
+class RMSProp(tf.Module):
+  """RMSProp with the semantics of TF1's `tf.train.RMSPropOptimizer`.
+
+  Differs from Keras' RMSprop in two ways that matter with IMPALA's large
+  epsilon (0.1 or 0.01): the mean-square accumulator starts at ONES, and
+  epsilon sits inside the square root:
+
+    ms  <- decay * ms + (1 - decay) * g^2
+    mom <- momentum * mom + lr * g / sqrt(ms + epsilon)
+    var <- var - mom
+
+  Slots are created at construction (call it under the strategy's scope so
+  they are mirrored like the variables).
+  """
+
+  def __init__(self, variables, decay=0.99, momentum=0., epsilon=0.1,
+               name='rmsprop'):
+    super().__init__(name=name)
+    self._decay = decay
+    self._momentum = momentum
+    self._epsilon = epsilon
+    with self.name_scope:
+      self.mean_squares = [
+          tf.Variable(tf.ones_like(v), trainable=False,
+                      name=v.name.split(':')[0].replace('/', '_') + '_ms')
+          for v in variables]
+      self.moments = [
+          tf.Variable(tf.zeros_like(v), trainable=False,
+                      name=v.name.split(':')[0].replace('/', '_') + '_mom')
+          for v in variables] if momentum else None
+
+  def apply(self, gradients, variables, learning_rate):
+    for i, (g, v) in enumerate(zip(gradients, variables)):
+      ms = self.mean_squares[i]
+      ms.assign(self._decay * ms + (1. - self._decay) * tf.square(g))
+      update = learning_rate * g * tf.math.rsqrt(ms + self._epsilon)
+      if self.moments is not None:
+        mom = self.moments[i]
+        mom.assign(self._momentum * mom + update)
+        update = mom
+      v.assign_sub(update)
+
+
+def linear_learning_rate(base_rate, num_env_frames, total_environment_frames):
+  """base_rate annealed linearly to 0 at total_environment_frames."""
+  progress = tf.minimum(
+      tf.cast(num_env_frames, tf.float64) / total_environment_frames, 1.)
+  return tf.cast(base_rate * (1. - progress), tf.float32)
+
+
+def to_time_major(batch):
+  """Batch-major `Unroll` ([B, T+1, ...] fields) -> time-major ([T+1, B])."""
+  def swap(t):
+    return tf.transpose(t, [1, 0] + list(range(2, t.shape.rank)))
+  return batch._replace(
+      env_outputs=tf.nest.map_structure(swap, batch.env_outputs),
+      agent_outputs=tf.nest.map_structure(swap, batch.agent_outputs))
+
+
+def unroll_specs(agent, observation_spec, unroll_length):
+  """`Unroll` of tf.TensorSpec for ONE unroll (no batch dimension).
+
+  Args:
+    agent: `networks.ImpalaAgent` (for its action count and state shapes).
+    observation_spec: nest of tf.TensorSpec of one environment's observation.
+    unroll_length: T; unrolls hold T+1 steps.
+  """
+  steps = unroll_length + 1
+
+  def over_time(shape, dtype):
+    return tf.TensorSpec([steps] + list(shape), dtype)
+
+  state_specs = tf.nest.map_structure(
+      lambda s: tf.TensorSpec(s.shape[1:], s.dtype), agent.initial_state(1))
+  return Unroll(
+      level_id=tf.TensorSpec([], tf.int32),
+      agent_state=state_specs,
+      env_outputs=environments.EnvOutput(
+          reward=over_time([], tf.float32),
+          info=environments.EpisodeInfo(over_time([], tf.float32),
+                                        over_time([], tf.int32)),
+          done=over_time([], tf.bool),
+          observation=tf.nest.map_structure(
+              lambda s: over_time(s.shape, s.dtype), observation_spec)),
+      agent_outputs=networks.AgentOutput(
+          action=over_time([], tf.int32),
+          policy_logits=over_time([agent.num_actions], tf.float32),
+          baseline=over_time([], tf.float32)))
+
+
+def zeros_batch(specs, batch_size):
+  """A batch of `batch_size` all-zero unrolls with the given specs."""
+  return tf.nest.map_structure(
+      lambda s: tf.zeros([batch_size] + s.shape.as_list(), s.dtype), specs)
+
+
+def default_strategy():
+  """MirroredStrategy over the visible GPUs when there are several, else the
+  default strategy (one device: the GPU if there is one, else the CPU)."""
+  gpus = tf.config.list_logical_devices('GPU')
+  if len(gpus) > 1:
+    return tf.distribute.MirroredStrategy([d.name for d in gpus])
+  return tf.distribute.get_strategy()
+
+
+class Learner:
+  """Trains an agent on batches of unrolls under a `tf.distribute` strategy.
+
+  The global batch is split across the strategy's replicas. Each replica
+  computes the gradient of its part's summed loss; the gradients are summed
+  across replicas (so the update equals the single-device update of the whole
+  batch) and applied once, in cross-replica context, to the mirrored
+  variables.
+
+  Args:
+    agent: `networks.ImpalaAgent`; its variables are created here, under the
+      strategy's scope.
+    specs: `unroll_specs(...)` of one unroll.
+    hparams: `Hyperparameters`.
+    strategy: a `tf.distribute.Strategy`; `default_strategy()` if None.
+  """
+
+  def __init__(self, agent, specs, hparams, strategy=None):
+    self.agent = agent
+    self.hparams = hparams
+    self.strategy = strategy or default_strategy()
+    self._num_replicas = self.strategy.num_replicas_in_sync
+    if hparams.batch_size % self._num_replicas:
+      raise ValueError(
+          f'batch_size {hparams.batch_size} must be a multiple of the number '
+          f'of replicas ({self._num_replicas}).')
+    with self.strategy.scope():
+      # Sonnet creates variables on first call: do it once, eagerly.
+      compute_loss(agent, to_time_major(zeros_batch(specs, 1)), hparams)
+      self.optimizer = RMSProp(agent.trainable_variables, hparams.decay,
+                               hparams.momentum, hparams.epsilon)
+      self.num_env_frames = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name='num_env_frames')
+    self._compiled_step = tf.function(self._distributed_step)
+
+  def _replica_gradients(self, batch):
+    """Per replica: gradients and loss terms of this replica's sub-batch."""
+    variables = self.agent.trainable_variables
+    with tf.GradientTape() as tape:
+      total_loss, terms = compute_loss(self.agent, to_time_major(batch),
+                                       self.hparams)
+    gradients = tape.gradient(total_loss, variables)
+    return gradients, dict(terms, total_loss=total_loss)
+
+  def _distributed_step(self, distributed_batch):
+    """One update from a batch distributed over the replicas."""
+    per_replica = self.strategy.run(self._replica_gradients,
+                                    args=(distributed_batch,))
+    gradients, terms = self.strategy.reduce(
+        tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    gradient_norm = tf.linalg.global_norm(gradients)
+    if self.hparams.max_gradient_norm is not None:
+      gradients, _ = tf.clip_by_global_norm(
+          gradients, self.hparams.max_gradient_norm, use_norm=gradient_norm)
+    # The rate for this step uses the frames seen before it, as the reference.
+    learning_rate = linear_learning_rate(
+        self.hparams.learning_rate, self.num_env_frames,
+        self.hparams.total_environment_frames)
+    self.optimizer.apply(gradients, self.agent.trainable_variables,
+                         learning_rate)
+    self.num_env_frames.assign_add(self.hparams.frames_per_step)
+    return StepStats(
+        total_loss=terms['total_loss'],
+        policy_gradient_loss=terms['policy_gradient_loss'],
+        baseline_loss=terms['baseline_loss'],
+        entropy=terms['entropy'],
+        gradient_norm=gradient_norm,
+        learning_rate=learning_rate,
+        num_env_frames=self.num_env_frames.read_value())
+
+  def distribute(self, batch):
+    """Splits a global batch-major batch [B, ...] across the replicas."""
+    per_replica = self.hparams.batch_size // self._num_replicas
+
+    def replica_slice(context):
+      start = context.replica_id_in_sync_group * per_replica
+      return tf.nest.map_structure(lambda t: t[start:start + per_replica],
+                                   batch)
+
+    return self.strategy.experimental_distribute_values_from_function(
+        replica_slice)
+
+  def step(self, batch, compiled=True):
+    """One training step on a global batch-major `Unroll` batch.
+
+    Args:
+      batch: `Unroll` with [B, T+1, ...] env/agent outputs, [B] level ids and
+        [B, ...] agent state; B = hparams.batch_size.
+      compiled: run as a tf.function (False runs eagerly, for debugging).
+
+    Returns:
+      `StepStats`.
+    """
+    if batch.level_id.shape[0] != self.hparams.batch_size:
+      raise ValueError(
+          f'Expected a batch of {self.hparams.batch_size} unrolls '
+          f'(hparams.batch_size), got {batch.level_id.shape[0]}.')
+    step_fn = self._compiled_step if compiled else self._distributed_step
+    return step_fn(self.distribute(batch))
+
+  def step_distributed(self, distributed_batch):
+    """As `step`, for a batch from `strategy.experimental_distribute_dataset`."""
+    return self._compiled_step(distributed_batch)

@@ -1,0 +1,318 @@
+"""Tests of the loss, the optimiser and one learner step."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from scalable_agent import environments
+from scalable_agent import learner as learner_lib
+from scalable_agent import networks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_batch(specs, batch_size, num_actions, seed):
+  """A batch-major `Unroll` batch of random but well-formed values."""
+  rng = np.random.default_rng(seed)
+
+  def fill(spec):
+    shape = [batch_size] + spec.shape.as_list()
+    if spec.dtype == tf.bool:
+      return tf.constant(rng.random(shape) < 0.1)
+    if spec.dtype == tf.uint8:
+      return tf.constant(rng.integers(0, 256, shape), tf.uint8)
+    if spec.dtype == tf.int32:
+      return tf.constant(rng.integers(0, num_actions, shape), tf.int32)
+    return tf.constant(rng.normal(size=shape), spec.dtype)
+
+  return tf.nest.map_structure(fill, specs)
+
+
+def mlp_learner(hparams, strategy=None, observation_size=4, num_actions=3):
+  agent = networks.ImpalaAgent(num_actions, networks.MLPTorso(),
+                               use_lstm=False)
+  specs = learner_lib.unroll_specs(
+      agent, tf.TensorSpec([observation_size], tf.float32),
+      hparams.unroll_length)
+  return learner_lib.Learner(agent, specs, hparams, strategy), specs
+
+
+# ----------------------------------------------------------------------------
+# Reward clipping and the learning-rate schedule.
+
+
+def test_clip_rewards_abs_one():
+  r = tf.constant([-7., -1., -0.3, 0., 0.5, 1., 12.])
+  np.testing.assert_allclose(learner_lib.clip_rewards(r, 'abs_one'),
+                             [-1, -1, -0.3, 0, 0.5, 1, 1])
+
+
+def test_clip_rewards_soft_asymmetric_uses_the_released_constants():
+  r = np.array([-50., -2., -0.1, 0., 0.1, 2., 50.], np.float32)
+  expected = np.where(r > 0, 5 * np.tanh(r / 5), 1.5 * np.tanh(r / 5))
+  np.testing.assert_allclose(
+      learner_lib.clip_rewards(tf.constant(r), 'soft_asymmetric'), expected,
+      rtol=1e-6)
+
+
+def test_clip_rewards_unknown_mode():
+  with pytest.raises(ValueError, match='soft_asymmetric'):
+    learner_lib.clip_rewards(tf.constant([1.]), 'clip_all')
+
+
+def test_learning_rate_anneals_linearly_to_zero():
+  lr = lambda f: float(learner_lib.linear_learning_rate(0.0006, f, 1000))
+  assert lr(0) == pytest.approx(0.0006)
+  assert lr(250) == pytest.approx(0.00045)
+  assert lr(1000) == 0
+  assert lr(5000) == 0
+
+
+# ----------------------------------------------------------------------------
+# RMSProp: parity with TF1's optimiser.
+
+
+@pytest.mark.parametrize('momentum, epsilon', [(0., 0.1), (0.9, 0.01)])
+def test_rmsprop_matches_tf1_rmsprop_optimizer(momentum, epsilon):
+  rng = np.random.default_rng(0)
+  init = [rng.normal(size=[3, 4]).astype(np.float32),
+          rng.normal(size=[5]).astype(np.float32)]
+  ours = [tf.Variable(x) for x in init]
+  theirs = [tf.Variable(x) for x in init]
+  optimizer = learner_lib.RMSProp(ours, decay=0.99, momentum=momentum,
+                                  epsilon=epsilon)
+  reference = tf.compat.v1.train.RMSPropOptimizer(
+      learning_rate=0.01, decay=0.99, momentum=momentum, epsilon=epsilon)
+  for _ in range(6):
+    gradients = [tf.constant(rng.normal(size=x.shape) * 3, tf.float32)
+                 for x in init]
+    optimizer.apply(gradients, ours, learning_rate=0.01)
+    reference.apply_gradients(zip(gradients, theirs))
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+  # And it is not Keras' RMSprop (zeros accumulator, epsilon outside sqrt).
+  keras_vars = [tf.Variable(x) for x in init]
+  keras = tf.keras.optimizers.RMSprop(0.01, rho=0.99, momentum=momentum,
+                                      epsilon=epsilon)
+  keras.apply_gradients(zip(gradients, keras_vars))
+  one_step = [tf.Variable(x) for x in init]
+  learner_lib.RMSProp(one_step, 0.99, momentum, epsilon).apply(
+      gradients, one_step, 0.01)
+  assert not np.allclose(keras_vars[0].numpy(), one_step[0].numpy(),
+                         rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------
+# The loss against a numpy implementation.
+
+
+class FixedOutputsAgent:
+  """An 'agent' whose unroll returns given logits and baselines."""
+
+  def __init__(self, logits, baselines):
+    self._logits = tf.constant(logits, tf.float32)
+    self._baselines = tf.constant(baselines, tf.float32)
+
+  def unroll(self, prev_actions, env_outputs, core_state):
+    del prev_actions, env_outputs
+    return networks.AgentOutput(tf.zeros_like(self._baselines, tf.int32),
+                                self._logits, self._baselines), core_state
+
+
+def _numpy_log_softmax(logits):
+  z = logits - logits.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _numpy_loss(learner_logits, learner_baselines, behaviour_logits, actions,
+                rewards, done, hp):
+  """The IMPALA loss from the paper, in numpy: [T+1, B] inputs, reference
+  layout (see learner.py)."""
+  T = rewards.shape[0] - 1
+  bootstrap = learner_baselines[-1]
+  values = learner_baselines[:-1]
+  target_lp = _numpy_log_softmax(learner_logits[:-1])
+  behaviour_lp = _numpy_log_softmax(behaviour_logits[1:])
+  a = actions[1:]
+  take = lambda lp: np.take_along_axis(lp, a[..., None], -1)[..., 0]
+  rhos = np.exp(take(target_lp) - take(behaviour_lp))
+  clipped_rhos = np.minimum(1., rhos)
+  cs = np.minimum(1., rhos)
+  r = np.clip(rewards[1:], -1, 1)
+  discounts = hp.discounting * (1. - done[1:])
+  next_values = np.concatenate([values[1:], bootstrap[None]])
+  deltas = clipped_rhos * (r + discounts * next_values - values)
+  vs_minus_v = np.zeros_like(values)
+  acc = np.zeros_like(bootstrap)
+  for t in reversed(range(T)):
+    acc = deltas[t] + discounts[t] * cs[t] * acc
+    vs_minus_v[t] = acc
+  vs = values + vs_minus_v
+  vs_next = np.concatenate([vs[1:], bootstrap[None]])
+  pg_adv = clipped_rhos * (r + discounts * vs_next - values)
+  pg_loss = np.sum(-take(target_lp) * pg_adv)
+  baseline_loss = 0.5 * np.sum((vs - values) ** 2)
+  probs = np.exp(target_lp)
+  entropy = -np.sum(probs * target_lp)
+  total = pg_loss + hp.baseline_cost * baseline_loss - hp.entropy_cost * entropy
+  return total, pg_loss, baseline_loss, entropy
+
+
+def test_compute_loss_matches_numpy():
+  rng = np.random.default_rng(3)
+  T1, B, A = 7, 4, 5
+  hp = learner_lib.Hyperparameters(entropy_cost=0.01, baseline_cost=0.5)
+  learner_logits = rng.normal(size=[T1, B, A]).astype(np.float32)
+  learner_baselines = rng.normal(size=[T1, B]).astype(np.float32)
+  behaviour_logits = rng.normal(size=[T1, B, A]).astype(np.float32)
+  actions = rng.integers(0, A, [T1, B]).astype(np.int32)
+  rewards = (rng.normal(size=[T1, B]) * 2).astype(np.float32)
+  done = rng.random([T1, B]) < 0.2
+  batch = learner_lib.Unroll(
+      level_id=tf.zeros([B], tf.int32), agent_state=(),
+      env_outputs=environments.EnvOutput(
+          tf.constant(rewards), None, tf.constant(done), None),
+      agent_outputs=networks.AgentOutput(
+          tf.constant(actions), tf.constant(behaviour_logits),
+          tf.zeros([T1, B])))
+  total, terms = learner_lib.compute_loss(
+      FixedOutputsAgent(learner_logits, learner_baselines), batch, hp)
+  expected = _numpy_loss(learner_logits.astype(np.float64),
+                         learner_baselines.astype(np.float64),
+                         behaviour_logits.astype(np.float64), actions,
+                         rewards.astype(np.float64), done.astype(np.float64),
+                         hp)
+  np.testing.assert_allclose(
+      [total, terms['policy_gradient_loss'], terms['baseline_loss'],
+       terms['entropy']], expected, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------
+# One learner step.
+
+
+HP = learner_lib.Hyperparameters(
+    batch_size=4, unroll_length=5, entropy_cost=0.01, learning_rate=0.01,
+    total_environment_frames=1e6, epsilon=0.01)
+
+
+def _copy_variables(source, target):
+  for s, t in zip(source.agent.trainable_variables,
+                  target.agent.trainable_variables):
+    t.assign(s)
+
+
+def test_step_lowers_the_loss_on_a_fixed_batch():
+  learner, specs = mlp_learner(HP)
+  batch = random_batch(specs, HP.batch_size, 3, seed=0)
+  losses = [float(learner.step(batch).total_loss) for _ in range(30)]
+  assert losses[-1] < losses[0] - 0.1 * abs(losses[0])
+  # Frames counted: 30 steps * B * T * action repeats.
+  assert int(learner.num_env_frames) == 30 * 4 * 5 * 4
+
+
+def test_eager_and_tf_function_steps_agree():
+  compiled, specs = mlp_learner(HP)
+  eager, _ = mlp_learner(HP)
+  _copy_variables(compiled, eager)
+  batch = random_batch(specs, HP.batch_size, 3, seed=1)
+  for _ in range(3):
+    stats_c = compiled.step(batch, compiled=True)
+    stats_e = eager.step(batch, compiled=False)
+    np.testing.assert_allclose(stats_c.total_loss, stats_e.total_loss,
+                               rtol=1e-5)
+  for a, b in zip(compiled.agent.trainable_variables,
+                  eager.agent.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_step_applies_tf1_rmsprop_with_annealed_rate_and_clipping():
+  hp = learner_lib.Hyperparameters(
+      batch_size=4, unroll_length=5, learning_rate=0.01, epsilon=0.01,
+      total_environment_frames=400, max_gradient_norm=0.5)
+  learner, specs = mlp_learner(hp)
+  batch = random_batch(specs, hp.batch_size, 3, seed=2)
+  variables = learner.agent.trainable_variables
+  before = [v.numpy() for v in variables]
+  # The gradient of the same batch, computed independently.
+  with tf.GradientTape() as tape:
+    loss, _ = learner_lib.compute_loss(
+        learner.agent, learner_lib.to_time_major(batch), hp)
+  grads = [g.numpy() for g in tape.gradient(loss, variables)]
+  norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+  assert norm > 0.5  # So clipping is active.
+  learner.num_env_frames.assign(100)  # lr = 0.01 * (1 - 100/400).
+  stats = learner.step(batch)
+  assert float(stats.learning_rate) == pytest.approx(0.0075)
+  assert float(stats.gradient_norm) == pytest.approx(norm, rel=1e-4)
+  for b, g, v in zip(before, grads, variables):
+    g = g * 0.5 / norm
+    ms = 0.99 + 0.01 * g ** 2
+    np.testing.assert_allclose(v.numpy(), b - 0.0075 * g / np.sqrt(ms + 0.01),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_wrong_batch_size_is_a_clear_error():
+  learner, specs = mlp_learner(HP)
+  with pytest.raises(ValueError, match='Expected a batch of 4'):
+    learner.step(random_batch(specs, 3, 3, seed=0))
+
+
+def test_dmlab_agent_step_runs_with_lstm_and_instructions():
+  hp = learner_lib.Hyperparameters(batch_size=2, unroll_length=3)
+  agent = networks.dmlab_agent(num_actions=9, torso='shallow')
+  specs = learner_lib.unroll_specs(
+      agent, (tf.TensorSpec([72, 96, 3], tf.uint8),
+              tf.TensorSpec([networks.MAX_INSTRUCTION_WORDS], tf.int32)),
+      hp.unroll_length)
+  learner = learner_lib.Learner(agent, specs, hp)
+  batch = random_batch(specs, 2, 9, seed=4)
+  batch = batch._replace(env_outputs=batch.env_outputs._replace(
+      observation=(batch.env_outputs.observation[0],
+                   tf.fill([2, 4, networks.MAX_INSTRUCTION_WORDS], 7))))
+  stats = learner.step(batch)
+  assert np.isfinite(stats.total_loss)
+  assert int(stats.num_env_frames) == 2 * 3 * 4
+
+
+MIRRORED_SCRIPT = textwrap.dedent('''
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_learner import HP, mlp_learner, random_batch, _copy_variables
+    mirrored, specs = mlp_learner(
+        HP, tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
+    assert mirrored.strategy.num_replicas_in_sync == 2
+    single, _ = mlp_learner(HP, tf.distribute.get_strategy())
+    _copy_variables(single, mirrored)
+    batch = random_batch(specs, HP.batch_size, 3, seed=5)
+    for _ in range(3):
+      stats_m = mirrored.step(batch)
+      stats_s = single.step(batch)
+      np.testing.assert_allclose(stats_m.total_loss, stats_s.total_loss,
+                                 rtol=1e-5)
+    for a, b in zip(mirrored.agent.trainable_variables,
+                    single.agent.trainable_variables):
+      for component in a.values:  # Every replica's copy.
+        np.testing.assert_allclose(component.numpy(), b.numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    print('MIRRORED_OK', float(stats_m.total_loss))
+''')
+
+
+def test_mirrored_strategy_on_two_cpus_matches_single_device():
+  # Logical devices must be configured before TensorFlow initialises, so
+  # this runs in a fresh interpreter.
+  script = MIRRORED_SCRIPT.format(tests=os.path.join(REPO, 'tests'))
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+  assert 'MIRRORED_OK' in result.stdout, result.stderr[-3000:]
