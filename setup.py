@@ -19,6 +19,8 @@ setuptools.setup(
     package_data={'atari57': ['*.csv'], 'dmlab30': ['*.csv']},
     install_requires=[
         'tensorflow>=2.21,<2.22',
+        # TF 2.21 no longer pulls TensorBoard in; tf.summary needs it.
+        'tensorboard>=2.20',
         # TensorFlow Probability imports Keras 2 through tf-keras, whose minor
         # version must equal TensorFlow's.
         'tf-keras>=2.21,<2.22',

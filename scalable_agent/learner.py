@@ -29,11 +29,12 @@ from scalable_agent import vtrace
 # One actor's unroll; what crosses the network. Shapes for one unroll (a batch
 # adds a leading [B]):
 #   level_id      int32 []            index of the level in its suite
+#   policy_version int64 []           learner step whose parameters acted
 #   agent_state   nest of [...]       core state at the start (see above)
 #   env_outputs   EnvOutput, [T+1, ...] fields
 #   agent_outputs AgentOutput, [T+1, ...] fields (behaviour policy)
 Unroll = collections.namedtuple(
-    'Unroll', 'level_id agent_state env_outputs agent_outputs')
+    'Unroll', 'level_id policy_version agent_state env_outputs agent_outputs')
 
 # What one learner step reports; all scalars, summed over the global batch
 # where they are sums.
@@ -243,6 +244,7 @@ def unroll_specs(agent, observation_spec, unroll_length):
       lambda s: tf.TensorSpec(s.shape[1:], s.dtype), agent.initial_state(1))
   return Unroll(
       level_id=tf.TensorSpec([], tf.int32),
+      policy_version=tf.TensorSpec([], tf.int64),
       agent_state=state_specs,
       env_outputs=environments.EnvOutput(
           reward=over_time([], tf.float32),

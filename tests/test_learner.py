@@ -26,8 +26,8 @@ def random_batch(specs, batch_size, num_actions, seed):
       return tf.constant(rng.random(shape) < 0.1)
     if spec.dtype == tf.uint8:
       return tf.constant(rng.integers(0, 256, shape), tf.uint8)
-    if spec.dtype == tf.int32:
-      return tf.constant(rng.integers(0, num_actions, shape), tf.int32)
+    if spec.dtype.is_integer:
+      return tf.constant(rng.integers(0, num_actions, shape), spec.dtype)
     return tf.constant(rng.normal(size=shape), spec.dtype)
 
   return tf.nest.map_structure(fill, specs)
@@ -174,7 +174,8 @@ def test_compute_loss_matches_numpy():
   rewards = (rng.normal(size=[T1, B]) * 2).astype(np.float32)
   done = rng.random([T1, B]) < 0.2
   batch = learner_lib.Unroll(
-      level_id=tf.zeros([B], tf.int32), agent_state=(),
+      level_id=tf.zeros([B], tf.int32), policy_version=tf.zeros([B], tf.int64),
+      agent_state=(),
       env_outputs=environments.EnvOutput(
           tf.constant(rewards), None, tf.constant(done), None),
       agent_outputs=networks.AgentOutput(

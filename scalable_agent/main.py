@@ -1,0 +1,367 @@
+"""`scalable_agent`: train IMPALA on a level. One program, three wirings.
+
+  Local (the default): this process is the learner and starts
+  `--num_actors` actor processes on this machine, restarting any that die.
+
+      scalable_agent --level=pong
+
+  Cluster: the same program with a role. The learner listens on `--bind`
+  (localhost unless told otherwise); actors on other machines join it.
+
+      scalable_agent --role=learner --level=pong --bind=0.0.0.0:8470
+      scalable_agent --role=actor --task=0 --level=pong \\
+          --learner_address=learner-host:8470
+
+  The cluster can also come from a TF_CONFIG environment variable:
+  {"cluster": {"learner": ["host:8470"]}, "task": {"type": "actor",
+  "index": 0}} gives the role, task index and learner address.
+
+  Single process: learner and actors as threads of one process, no network
+  (tests, debugging).
+
+      scalable_agent --role=single_process --level=CartPole-v1
+
+Training stops at the frame budget; Ctrl-C (SIGINT) or SIGTERM checkpoints
+and stops. Run the same command again to resume from the newest checkpoint in
+--logdir.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(
+      prog='scalable_agent', description=__doc__.split('\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  add = parser.add_argument
+  add('--level', default='pong',
+      help='Atari game (pong), DMLab-30 level, atari57, dmlab30, or a '
+      'gymnasium id with discrete actions (CartPole-v1).')
+  add('--role', default='local',
+      choices=['local', 'learner', 'actor', 'single_process'])
+  add('--num_actors', type=int, default=2,
+      help='Actor processes (local) or threads (single_process).')
+  add('--envs_per_actor', type=int, default=None,
+      help='Environments each actor steps together (default: 16 Atari, '
+      '4 DMLab, 8 gymnasium).')
+  add('--task', type=int, default=0, help='Actor index (role=actor).')
+  add('--learner_address', default='localhost:8470',
+      help='host:port of the learner (role=actor).')
+  add('--bind', default=None,
+      help='host:port the learner listens on (default localhost:8470 for '
+      'role=learner, a free localhost port for local).')
+  add('--logdir', default=None,
+      help='Checkpoints and TensorBoard logs (default runs/<level>).')
+  add('--torso', default=None, choices=['shallow', 'deep', 'nature', 'mlp'],
+      help="Agent torso (default: the suite's: shallow Atari, deep DMLab).")
+  add('--seed', type=int, default=0)
+  add('--queue_capacity', type=int, default=None,
+      help='Unrolls the learner queues (default 2 batches).')
+  add('--checkpoint_every_s', type=float, default=600.)
+  add('--log_every_s', type=float, default=10.)
+  add('--dataset_path', default=None,
+      help='DMLab psychlab dataset (Brady, Konkle, Oliva 2008).')
+  add('--level_cache_dir', default=None,
+      help='DMLab compiled-map cache directory.')
+  add('--intra_op_threads', type=int, default=None,
+      help='TensorFlow threads per op (actors default to 1).')
+  # Learner settings; unset ones take the suite's paper values.
+  add('--batch_size', type=int)
+  add('--unroll_length', type=int)
+  add('--total_environment_frames', type=float)
+  add('--learning_rate', type=float)
+  add('--entropy_cost', type=float)
+  add('--baseline_cost', type=float)
+  add('--discounting', type=float)
+  add('--reward_clipping', choices=['abs_one', 'soft_asymmetric', 'none'])
+  add('--epsilon', type=float)
+  add('--max_gradient_norm', type=float)
+  args = parser.parse_args(argv)
+  _apply_tf_config(args)
+  return args
+
+
+def _apply_tf_config(args):
+  """Fills role, task and learner address from TF_CONFIG, if set."""
+  tf_config = os.environ.get('TF_CONFIG')
+  if not tf_config:
+    return
+  try:
+    config = json.loads(tf_config)
+    task = config['task']
+    learners = config['cluster']['learner']
+  except (ValueError, KeyError, TypeError) as e:
+    raise SystemExit(
+        f'TF_CONFIG is not a valid cluster spec ({e!r}); expected '
+        '{"cluster": {"learner": ["host:port"], ...}, "task": {"type": '
+        '"actor", "index": 0}}.') from None
+  args.role = task['type']
+  args.task = int(task.get('index', 0))
+  args.learner_address = learners[0]
+  if args.role == 'learner' and args.bind is None:
+    args.bind = learners[0]
+
+
+def hyperparameters(args, config):
+  """The suite's paper settings with the command line's overrides."""
+  overrides = {f.name: getattr(args, f.name)
+               for f in dataclasses.fields(config.hparams)
+               if getattr(args, f.name, None) is not None}
+  overrides['num_action_repeats'] = config.num_action_repeats
+  return dataclasses.replace(config.hparams, **overrides)
+
+
+def _envs_per_actor(args, config):
+  if args.envs_per_actor:
+    return args.envs_per_actor
+  return {'atari': 16, 'dmlab': 4}.get(config.suite, 8)
+
+
+def _configure_tensorflow(args, role):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  threads = args.intra_op_threads or (1 if role == 'actor' else None)
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+class Setup:
+  """What every role builds from the flags: level, environment, agent."""
+
+  def __init__(self, args, actor_index=0):
+    from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
+    from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+    self.args = args
+    self.config = levels.resolve(args.level)
+    self.hparams = hyperparameters(args, self.config)
+    self.envs_per_actor = _envs_per_actor(args, self.config)
+    self.logdir = args.logdir or os.path.join(
+        'runs', args.level.replace('/', '_'))
+
+    self.env = levels.make_environment(
+        self.config, self.envs_per_actor,
+        seed=args.seed + actor_index * self.envs_per_actor,
+        first_env_index=actor_index * self.envs_per_actor,
+        dataset_path=args.dataset_path, level_cache_dir=args.level_cache_dir)
+    self.agent = levels.make_agent(self.config, self.env.num_actions,
+                                   args.torso)
+    self.actor = actor_lib.Actor(self.agent, self.env,
+                                 self.hparams.unroll_length)
+    self.specs = self.actor.specs
+
+  def level_names(self):
+    return list(self.config.levels)
+
+
+def _training_loop(setup, queue, endpoint, strategy=None):
+  from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  from scalable_agent import training  # pylint: disable=g-import-not-at-top
+  # The learner gets its own agent: actors' copies follow its parameters.
+  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+  agent = levels.make_agent(setup.config, setup.env.num_actions,
+                            setup.args.torso)
+  learner = learner_lib.Learner(agent, setup.specs, setup.hparams, strategy)
+  loop = training.TrainingLoop(
+      learner, queue, endpoint(learner) if callable(endpoint) else endpoint,
+      setup.logdir, setup.level_names(), setup.config.suite,
+      checkpoint_every_s=setup.args.checkpoint_every_s,
+      log_every_s=setup.args.log_every_s)
+  return loop
+
+
+def _stop_on_signals(loop):
+  """SIGINT/SIGTERM: finish the step, checkpoint, stop."""
+  def handler(signum, frame):
+    del frame
+    print(f'[learner] {signal.Signals(signum).name}: checkpointing and '
+          'stopping.', flush=True)
+    loop.stop()
+  signal.signal(signal.SIGINT, handler)
+  signal.signal(signal.SIGTERM, handler)
+
+
+def _run_loop_in_thread(loop):
+  """Runs the loop in a thread so the main thread can take signals while the
+  loop is blocked inside TensorFlow waiting for data."""
+  result = {}
+
+  def target():
+    try:
+      result['steps'] = loop.run()
+    except BaseException as e:  # pylint: disable=broad-except
+      result['error'] = e
+
+  thread = threading.Thread(target=target, name='training_loop', daemon=True)
+  thread.start()
+  while thread.is_alive():
+    thread.join(timeout=0.5)
+  if 'error' in result:
+    raise result['error']
+  return result.get('steps', 0)
+
+
+def run_single_process(args):
+  """Learner and actors as threads of this process (no network)."""
+  from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
+  from scalable_agent import training  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  setups = [Setup(args, i) for i in range(args.num_actors)]
+  hparams = setups[0].hparams
+  queue = training.UnrollQueue(
+      setups[0].specs, args.queue_capacity or 2 * hparams.batch_size)
+  loop = _training_loop(
+      setups[0], queue,
+      lambda learner: training.LearnerEndpoint(
+          learner.agent.trainable_variables, queue))
+  restored = loop.restore()
+  if restored:
+    print(f'[learner] resumed from {restored}', flush=True)
+  stopping = threading.Event()
+
+  def act(setup):
+    connection = actor_lib.InProcessConnection(loop.endpoint)
+    try:
+      actor_lib.run_actor(setup.actor, connection,
+                          should_stop=stopping.is_set)
+    except (tf.errors.CancelledError, tf.errors.OutOfRangeError):
+      pass  # The queue closed: training is over.
+
+  threads = [threading.Thread(target=act, args=(s,), daemon=True)
+             for s in setups]
+  for t in threads:
+    t.start()
+  _stop_on_signals(loop)
+  try:
+    _run_loop_in_thread(loop)
+  finally:
+    stopping.set()
+    queue.close()
+  return loop
+
+
+def run_learner(args, bind):
+  """The learner: gRPC server, queue, training loop, checkpoints."""
+  from scalable_agent import transport  # pylint: disable=g-import-not-at-top
+  setup = Setup(args)
+  hparams = setup.hparams
+  setup.env.close()  # Built only to learn the observation and action specs.
+  server_box = {}
+
+  def make_server(learner):
+    server_box['server'] = transport.LearnerServer(
+        bind, setup.specs, args.queue_capacity or 2 * hparams.batch_size,
+        learner.agent.trainable_variables)
+    return server_box['server']
+
+  loop = _training_loop(setup, None, make_server)
+  server = server_box['server']
+  loop.queue = server
+  restored = loop.restore()
+  print(f'[learner] level {args.level}: listening on {server.address}; '
+        f'logdir {setup.logdir}'
+        + (f'; resumed from {restored}' if restored else ''), flush=True)
+  _stop_on_signals(loop)
+  try:
+    _run_loop_in_thread(loop)
+  finally:
+    server.close()
+  return loop
+
+
+def run_actor_process(args):
+  """One actor: connect to the learner, then act until it goes away."""
+  from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
+  from scalable_agent import transport  # pylint: disable=g-import-not-at-top
+  setup = Setup(args, actor_index=args.task)
+  client = transport.ActorClient(args.learner_address, setup.specs,
+                                 setup.actor.variables)
+  print(f'[actor {args.task}] {setup.envs_per_actor} environments of '
+        f'{args.level}; learner {args.learner_address}', flush=True)
+  try:
+    actor_lib.run_actor(setup.actor, client)
+  except transport.LearnerGone:
+    print(f'[actor {args.task}] the learner at {args.learner_address} has '
+          'gone; stopping.', flush=True)
+
+
+class ActorLauncher:
+  """Starts actor processes and restarts any that die (local wiring)."""
+
+  def __init__(self, args, address):
+    self._args = args
+    self._address = address
+    self._processes = {}
+    self._stopping = threading.Event()
+    self.restarts = 0
+
+  def _command(self, task):
+    argv = [sys.executable, '-m', 'scalable_agent.main', '--role=actor',
+            f'--task={task}', f'--learner_address={self._address}']
+    skip = {'role', 'task', 'learner_address', 'bind', 'num_actors'}
+    for key, value in vars(self._args).items():
+      if key not in skip and value is not None:
+        argv.append(f'--{key}={value}')
+    return argv
+
+  def start(self):
+    for task in range(self._args.num_actors):
+      self._processes[task] = subprocess.Popen(self._command(task))
+    threading.Thread(target=self._watch, daemon=True).start()
+
+  def _watch(self):
+    while not self._stopping.wait(2.):
+      for task, process in list(self._processes.items()):
+        code = process.poll()
+        if code is not None and not self._stopping.is_set():
+          print(f'[launcher] actor {task} exited with code {code}; '
+                'restarting it.', flush=True)
+          self.restarts += 1
+          self._processes[task] = subprocess.Popen(self._command(task))
+
+  def stop(self):
+    self._stopping.set()
+    for process in self._processes.values():
+      if process.poll() is None:
+        process.terminate()
+    for process in self._processes.values():
+      try:
+        process.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run_local(args):
+  """Learner here, actors as local processes (the default)."""
+  from scalable_agent import transport  # pylint: disable=g-import-not-at-top
+  bind = args.bind or f'localhost:{transport.free_port()}'
+  launcher = ActorLauncher(args, bind)
+  # Actors start while the learner builds; they wait for it to listen.
+  launcher.start()
+  try:
+    return run_learner(args, bind)
+  finally:
+    launcher.stop()
+
+
+def run(argv=None):
+  args = parse_args(argv)
+  _configure_tensorflow(args, args.role)
+  if args.role == 'actor':
+    return run_actor_process(args)
+  if args.role == 'learner':
+    return run_learner(args, args.bind or 'localhost:8470')
+  if args.role == 'single_process':
+    return run_single_process(args)
+  return run_local(args)
+
+
+if __name__ == '__main__':
+  run()

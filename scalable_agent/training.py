@@ -1,0 +1,311 @@
+"""The learner's side of IMPALA: queue -> tf.data -> steps, and all it reports.
+
+`TrainingLoop` takes batches of unrolls from a queue of unrolls (filled by
+actors, in this process or over gRPC), runs `learner.Learner.step` on each,
+publishes the new parameters with a version number, counts frames and stops
+at the frame budget. Around that it keeps what a researcher needs:
+
+  * checkpoints (`tf.train.CheckpointManager`: agent, optimiser slots, step,
+    frames), written every `checkpoint_every_s` and when training stops for
+    any reason (frame budget, SIGINT/SIGTERM, an exception); a restarted
+    learner resumes from the newest one;
+  * TensorBoard summaries: loss terms, entropy, gradient norm, learning rate,
+    episode return and length per level, human-normalised score per level and
+    for the suite (Atari and DMLab), frames/s, queue fill, policy lag;
+  * one console line every `log_every_s` seconds.
+
+`UnrollQueue` is the queue both wirings share: a bounded `tf.queue.FIFOQueue`
+of single unrolls (a full queue blocks the enqueuer: backpressure, not data
+loss) and a `tf.data` pipeline of batches over it.
+"""
+
+import collections
+import os
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from scalable_agent import actor as actor_lib
+from scalable_agent import learner as learner_lib
+
+
+class UnrollQueue:
+  """A bounded FIFO queue of unrolls and the learner's tf.data view of it.
+
+  Args:
+    specs: `learner.unroll_specs(...)` of ONE unroll.
+    capacity: unrolls the queue holds before enqueuers block.
+  """
+
+  def __init__(self, specs, capacity):
+    self.specs = specs
+    self.capacity = capacity
+    flat = tf.nest.flatten(specs)
+    self._queue = tf.queue.FIFOQueue(
+        capacity, dtypes=[s.dtype for s in flat], shapes=[s.shape for s in flat])
+
+  def enqueue(self, unrolls):
+    """Adds k unrolls: a nest like `specs` with a leading [k] dimension.
+
+    Raises:
+      ValueError: if the unrolls do not match the specs (nothing is added).
+    """
+    flat = tf.nest.flatten(unrolls)
+    specs = tf.nest.flatten(self.specs)
+    if len(flat) != len(specs):
+      raise ValueError(f'Unroll has {len(flat)} tensors, the learner expects '
+                       f'{len(specs)}: is the actor running the same level, '
+                       'torso and unroll length as the learner?')
+    checked = []
+    for value, spec in zip(flat, specs):
+      value = tf.convert_to_tensor(value)
+      if (value.dtype != spec.dtype or
+          value.shape[1:] != spec.shape or value.shape.rank < 1):
+        raise ValueError(
+            f'Unroll tensor {value.dtype.name}{value.shape.as_list()} does '
+            f'not match the learner\'s [k] + {spec.dtype.name}'
+            f'{spec.shape.as_list()}: is the actor running the same level, '
+            'torso and unroll length as the learner?')
+      checked.append(value)
+    self._queue.enqueue_many(checked)
+
+  def size(self):
+    return int(self._queue.size())
+
+  def close(self):
+    """Ends the dataset and releases blocked enqueuers."""
+    self._queue.close(cancel_pending_enqueues=True)
+
+  def dataset(self, batch_size):
+    """Batches of `batch_size` unrolls, batch-major, prefetched.
+
+    The dataset ends when the queue is closed.
+    """
+    def dequeue(_):
+      return tf.nest.pack_sequence_as(
+          self.specs, self._queue.dequeue_many(batch_size))
+    return (tf.data.Dataset.from_tensors(0).repeat()
+            .map(dequeue, num_parallel_calls=1)
+            .ignore_errors()  # OutOfRange on close ends the pipeline.
+            .prefetch(1))
+
+
+class LearnerEndpoint:
+  """What actors see of a learner in this process: parameters and a queue.
+
+  Serves `actor.InProcessConnection` directly, and the gRPC server
+  (transport.py) forwards its calls here.
+  """
+
+  def __init__(self, variables, queue):
+    self._variables = variables
+    self._queue = queue
+    self._version = 0
+    self._lock = threading.Lock()
+    self._snapshot = [v.numpy() for v in variables]
+
+  def publish(self, version):
+    """Makes the variables' current values the parameters of `version`."""
+    snapshot = [v.numpy() for v in self._variables]
+    with self._lock:
+      self._snapshot, self._version = snapshot, version
+
+  def parameters_version(self):
+    return self._version
+
+  def parameter_values(self):
+    with self._lock:
+      return self._snapshot
+
+  def enqueue(self, unrolls):
+    self._queue.enqueue(unrolls)
+
+
+class Statistics:
+  """Episode returns per level and throughput, for console and TensorBoard."""
+
+  def __init__(self, level_names, suite, window=100):
+    self._level_names = level_names
+    self._suite = suite
+    self._returns = collections.defaultdict(
+        lambda: collections.deque(maxlen=window))
+    self._lengths = collections.defaultdict(
+        lambda: collections.deque(maxlen=window))
+    self.episodes = 0
+
+  def add_episodes(self, episodes):
+    for level_id, episode_return, episode_step in episodes:
+      self._returns[level_id].append(episode_return)
+      self._lengths[level_id].append(episode_step)
+      self.episodes += 1
+
+  def mean_return(self):
+    """Mean over levels of each level's recent mean return (nan if none)."""
+    means = [np.mean(r) for r in self._returns.values() if r]
+    return float(np.mean(means)) if means else float('nan')
+
+  def per_level(self):
+    """{level name: (mean return, mean length)} over the recent window."""
+    return {self._level_names[i]: (float(np.mean(r)),
+                                   float(np.mean(self._lengths[i])))
+            for i, r in self._returns.items() if r}
+
+  def human_normalized(self):
+    """({level: score}, suite score or None) for Atari and DMLab levels."""
+    from scalable_agent import scoring  # pylint: disable=g-import-not-at-top
+    per_level = {name: r for name, (r, _) in self.per_level().items()}
+    if self._suite not in ('atari', 'dmlab') or not per_level:
+      return {}, None
+    scores = {name: scoring.level_human_normalized_score(self._suite, name, r)
+              for name, r in per_level.items()}
+    suite_score = None
+    if len(per_level) == len(self._level_names) and len(per_level) > 1:
+      suite_score = scoring.suite_score(self._suite, per_level)
+    return scores, suite_score
+
+
+class TrainingLoop:
+  """Runs learner steps on batches from an `UnrollQueue` until told to stop.
+
+  Args:
+    learner: `learner.Learner`.
+    queue: `UnrollQueue` that actors fill.
+    endpoint: `LearnerEndpoint` the new parameters are published to.
+    logdir: where checkpoints and TensorBoard logs go.
+    level_names: names of the levels, indexed by `Unroll.level_id`.
+    suite: 'atari', 'dmlab' or 'gymnasium' (for human-normalised scores).
+    checkpoint_every_s, log_every_s: periods.
+    print_fn: where console lines go.
+  """
+
+  def __init__(self, learner, queue, endpoint, logdir, level_names,
+               suite='gymnasium', checkpoint_every_s=600., log_every_s=10.,
+               print_fn=print):
+    self.learner = learner
+    self.queue = queue
+    self.endpoint = endpoint
+    self.logdir = logdir
+    self.statistics = Statistics(level_names, suite)
+    self._checkpoint_every_s = checkpoint_every_s
+    self._log_every_s = log_every_s
+    self._print = print_fn
+    self._stop = threading.Event()
+    self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                    name='learner_step')
+    self.checkpoint = tf.train.Checkpoint(
+        agent=learner.agent, optimizer=learner.optimizer,
+        num_env_frames=learner.num_env_frames, step=self.step_counter)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(logdir, 'checkpoints'), max_to_keep=3)
+    self._writer = tf.summary.create_file_writer(logdir)
+
+  def restore(self):
+    """Resumes from the newest checkpoint in logdir, if any.
+
+    Returns:
+      the checkpoint path restored, or None.
+
+    Raises:
+      ValueError: the checkpoint is unreadable or from another model.
+    """
+    path = self.manager.latest_checkpoint
+    if path is None:
+      return None
+    try:
+      self.checkpoint.restore(path).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      raise ValueError(
+          f'Cannot restore checkpoint {path}: {type(e).__name__}: '
+          f'{str(e)[:300]}. It is corrupt or was written for another level, '
+          'torso or action set. Delete it (or its directory) to start afresh, '
+          'or pass a different --logdir.') from e
+    self.endpoint.publish(int(self.step_counter))
+    return path
+
+  def stop(self):
+    """Asks the loop to finish its step, checkpoint and return (any thread)."""
+    self._stop.set()
+    self.queue.close()
+
+  def save(self):
+    return self.manager.save(checkpoint_number=int(self.step_counter))
+
+  def run(self, max_steps=None):
+    """Trains until the frame budget, `max_steps` steps, or `stop()`.
+
+    Returns:
+      number of steps taken in this call.
+    """
+    hparams = self.learner.hparams
+    iterator = iter(self.queue.dataset(hparams.batch_size))
+    steps = 0
+    last_log = last_checkpoint = time.time()
+    frames_at_last_log = int(self.learner.num_env_frames)
+    self.endpoint.publish(int(self.step_counter))
+    try:
+      while (not self._stop.is_set()
+             and int(self.learner.num_env_frames)
+             < hparams.total_environment_frames
+             and (max_steps is None or steps < max_steps)):
+        try:
+          batch = next(iterator)
+        except StopIteration:  # Queue closed.
+          break
+        stats = self.learner.step(batch)
+        self.step_counter.assign_add(1)
+        version = int(self.step_counter)
+        self.endpoint.publish(version)
+        steps += 1
+        episodes = actor_lib.episode_statistics(
+            tf.nest.map_structure(lambda t: t.numpy(),
+                                  batch._replace(agent_state=(),
+                                                 agent_outputs=())))
+        self.statistics.add_episodes(episodes)
+        lag = version - 1 - float(np.mean(batch.policy_version.numpy()))
+        now = time.time()
+        if now - last_log >= self._log_every_s:
+          frames = int(stats.num_env_frames)
+          fps = (frames - frames_at_last_log) / (now - last_log)
+          self._report(stats, fps, lag, version)
+          last_log, frames_at_last_log = now, frames
+        if now - last_checkpoint >= self._checkpoint_every_s:
+          self.save()
+          last_checkpoint = now
+    finally:
+      # Whatever ended the loop (budget, signal, exception), keep the work.
+      if steps:
+        self.save()
+      self._writer.flush()
+    return steps
+
+  def _report(self, stats, fps, lag, version):
+    frames = int(stats.num_env_frames)
+    queue_size = self.queue.size()
+    mean_return = self.statistics.mean_return()
+    scores, suite_score = self.statistics.human_normalized()
+    with self._writer.as_default(step=frames):
+      for field in ('total_loss', 'policy_gradient_loss', 'baseline_loss',
+                    'entropy', 'gradient_norm', 'learning_rate'):
+        tf.summary.scalar(f'learner/{field}', getattr(stats, field))
+      tf.summary.scalar('throughput/frames_per_second', fps)
+      tf.summary.scalar('throughput/queue_fill',
+                        queue_size / self.queue.capacity)
+      tf.summary.scalar('throughput/policy_lag_updates', lag)
+      tf.summary.scalar('learner/steps', version)
+      for level, (episode_return, length) in self.statistics.per_level().items():
+        tf.summary.scalar(f'episode_return/{level}', episode_return)
+        tf.summary.scalar(f'episode_length/{level}', length)
+      for level, score in scores.items():
+        tf.summary.scalar(f'human_normalized_score/{level}', score)
+      if suite_score is not None:
+        tf.summary.scalar('human_normalized_score/suite', suite_score)
+    line = (f'[learner] step {version}  frames {frames:,}  fps {fps:,.0f}  '
+            f'return {mean_return:.2f} ({self.statistics.episodes} episodes)  '
+            f'loss {float(stats.total_loss):.3f}  '
+            f'entropy {float(stats.entropy):.1f}  '
+            f'queue {queue_size}/{self.queue.capacity}  lag {lag:.1f}')
+    if suite_score is not None:
+      line += f'  suite score {suite_score:.1f}%'
+    self._print(line, flush=True)
