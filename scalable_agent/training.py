@@ -153,16 +153,29 @@ class Statistics:
             for i, r in self._returns.items() if r}
 
   def human_normalized(self):
-    """({level: score}, suite score or None) for Atari and DMLab levels."""
+    """({level: score %}, suite headline % or None) for Atari and DMLab.
+
+    The suite headline (Atari-57 median, DMLab-30 capped mean) appears once
+    every level of a multi-task run has finished an episode.
+    """
     from scalable_agent import scoring  # pylint: disable=g-import-not-at-top
-    per_level = {name: r for name, (r, _) in self.per_level().items()}
-    if self._suite not in ('atari', 'dmlab') or not per_level:
+    if self._suite == 'atari':
+      import atari57  # pylint: disable=g-import-not-at-top
+      table, suite = atari57.get_game, scoring.ATARI57
+    elif self._suite == 'dmlab':
+      import dmlab30  # pylint: disable=g-import-not-at-top
+      table, suite = dmlab30.get_level, scoring.DMLAB30
+    else:
       return {}, None
-    scores = {name: scoring.level_human_normalized_score(self._suite, name, r)
-              for name, r in per_level.items()}
+    returns = {name: r for name, (r, _) in self.per_level().items()}
+    scores = {}
+    for name, mean_return in returns.items():
+      entry = table(name)
+      scores[name] = float(scoring.human_normalized_score(
+          mean_return, entry.random, entry.human))
     suite_score = None
-    if len(per_level) == len(self._level_names) and len(per_level) > 1:
-      suite_score = scoring.suite_score(self._suite, per_level)
+    if len(self._level_names) > 1 and len(returns) == len(self._level_names):
+      suite_score = scoring.suite_score(suite, returns).headline
     return scores, suite_score
 
 
@@ -215,7 +228,9 @@ class TrainingLoop:
       return None
     try:
       self.checkpoint.restore(path).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except Exception as e:  # pylint: disable=broad-except
+      # A truncated file surfaces as IndexError, a foreign one as
+      # AssertionError or NotFoundError: all mean "this checkpoint is unusable".
       raise ValueError(
           f'Cannot restore checkpoint {path}: {type(e).__name__}: '
           f'{str(e)[:300]}. It is corrupt or was written for another level, '
