@@ -123,8 +123,8 @@ def episode_statistics(unrolls):
   Returns:
     list of (level_id, episode_return, episode_step).
   """
-  done = np.asarray(unrolls.env_outputs.done)[:, 1:]
   info = unrolls.env_outputs.info
+  done = np.asarray(info.episode_end)[:, 1:]
   returns = np.asarray(info.episode_return)[:, 1:]
   steps = np.asarray(info.episode_step)[:, 1:]
   level_ids = np.broadcast_to(np.asarray(unrolls.level_id)[:, None],

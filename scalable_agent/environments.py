@@ -26,10 +26,15 @@ import collections
 
 import numpy as np
 
-# Statistics of the episode in progress (or of the one that just ended, where
-# `done` is True). `episode_return` is float32 [N], `episode_step` int32 [N]
-# counts agent steps.
-EpisodeInfo = collections.namedtuple('EpisodeInfo', 'episode_return episode_step')
+# Statistics of the episode in progress, for reporting. `episode_return` is
+# float32 [N], `episode_step` int32 [N] counts agent steps, `episode_end` bool
+# [N] is True where this step finished an episode worth reporting, and then
+# the two counts are that episode's. Usually `episode_end == done`; Atari
+# training differs: a life loss sets `done` (the learner stops bootstrapping)
+# but the reported episode is the whole game, so `episode_end` waits for the
+# game over.
+EpisodeInfo = collections.namedtuple('EpisodeInfo',
+                                     'episode_return episode_step episode_end')
 
 # What an environment returns after each step; every field has a leading [N]
 # dimension. `observation` is a nest of arrays whose structure depends on the
@@ -51,13 +56,15 @@ class EpisodeTracker:
   def reset(self):
     self._returns[:] = 0
     self._steps[:] = 0
-    return EpisodeInfo(self._returns.copy(), self._steps.copy())
+    return EpisodeInfo(self._returns.copy(), self._steps.copy(),
+                       np.zeros(self._returns.shape, bool))
 
   def update(self, reward, done):
     """Adds one step; returns EpisodeInfo (finished episodes where `done`)."""
     self._returns += reward
     self._steps += 1
-    info = EpisodeInfo(self._returns.copy(), self._steps.copy())
+    info = EpisodeInfo(self._returns.copy(), self._steps.copy(),
+                       np.array(done, bool))
     self._returns[done] = 0
     self._steps[done] = 0
     return info

@@ -249,7 +249,8 @@ def unroll_specs(agent, observation_spec, unroll_length):
       env_outputs=environments.EnvOutput(
           reward=over_time([], tf.float32),
           info=environments.EpisodeInfo(over_time([], tf.float32),
-                                        over_time([], tf.int32)),
+                                        over_time([], tf.int32),
+                                        over_time([], tf.bool)),
           done=over_time([], tf.bool),
           observation=tf.nest.map_structure(
               lambda s: over_time(s.shape, s.dtype), observation_spec)),

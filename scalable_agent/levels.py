@@ -76,6 +76,18 @@ def resolve(name):
       '(CartPole-v1).')
 
 
+def level_names_by_id(config):
+  """Names indexed by `Unroll.level_id`: the suite's whole table, so that
+  ids mean the same level in every run (a single game or all 57)."""
+  if config.suite == 'atari':
+    import atari57  # pylint: disable=g-import-not-at-top
+    return list(atari57.GAME_NAMES)
+  if config.suite == 'dmlab':
+    import dmlab30  # pylint: disable=g-import-not-at-top
+    return list(dmlab30.LEVEL_NAMES)
+  return list(config.levels)
+
+
 def make_environment(config, num_envs, seed=0, first_env_index=0,
                      training=True, dataset_path=None, level_cache_dir=None):
   """A BatchedEnvironment of `num_envs` environments for `config`.

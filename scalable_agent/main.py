@@ -157,24 +157,35 @@ class Setup:
                                  self.hparams.unroll_length)
     self.specs = self.actor.specs
 
-  def level_names(self):
-    return list(self.config.levels)
 
 
-def _training_loop(setup, queue, endpoint, strategy=None):
+def _make_learner(setup):
+  """The learner, with its own agent: actors' copies follow its parameters."""
   from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
-  from scalable_agent import training  # pylint: disable=g-import-not-at-top
-  # The learner gets its own agent: actors' copies follow its parameters.
   from scalable_agent import levels  # pylint: disable=g-import-not-at-top
   agent = levels.make_agent(setup.config, setup.env.num_actions,
                             setup.args.torso)
-  learner = learner_lib.Learner(agent, setup.specs, setup.hparams, strategy)
+  return learner_lib.Learner(agent, setup.specs, setup.hparams)
+
+
+def _training_loop(setup, learner, queue, endpoint):
+  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+  from scalable_agent import training  # pylint: disable=g-import-not-at-top
   loop = training.TrainingLoop(
-      learner, queue, endpoint(learner) if callable(endpoint) else endpoint,
-      setup.logdir, setup.level_names(), setup.config.suite,
+      learner, queue, endpoint, setup.logdir,
+      levels.level_names_by_id(setup.config), setup.config.suite,
+      num_trained_levels=len(setup.config.levels),
       checkpoint_every_s=setup.args.checkpoint_every_s,
       log_every_s=setup.args.log_every_s)
+  restored = loop.restore()
+  print(f'[learner] level {setup.args.level}, {setup.config.suite} suite; '
+        f'logdir {setup.logdir}'
+        + (f'; resumed from {restored}' if restored else ''), flush=True)
   return loop
+
+
+def _queue_capacity(setup):
+  return setup.args.queue_capacity or 2 * setup.hparams.batch_size
 
 
 def _stop_on_signals(loop):
@@ -212,22 +223,17 @@ def run_single_process(args):
   """Learner and actors as threads of this process (no network)."""
   from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
   from scalable_agent import training  # pylint: disable=g-import-not-at-top
+  from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   setups = [Setup(args, i) for i in range(args.num_actors)]
-  hparams = setups[0].hparams
-  queue = training.UnrollQueue(
-      setups[0].specs, args.queue_capacity or 2 * hparams.batch_size)
-  loop = _training_loop(
-      setups[0], queue,
-      lambda learner: training.LearnerEndpoint(
-          learner.agent.trainable_variables, queue))
-  restored = loop.restore()
-  if restored:
-    print(f'[learner] resumed from {restored}', flush=True)
+  learner = _make_learner(setups[0])
+  queue = transport.UnrollQueue(setups[0].specs, _queue_capacity(setups[0]))
+  endpoint = training.LearnerEndpoint(learner.agent.trainable_variables, queue)
+  loop = _training_loop(setups[0], learner, queue, endpoint)
   stopping = threading.Event()
 
   def act(setup):
-    connection = actor_lib.InProcessConnection(loop.endpoint)
+    connection = actor_lib.InProcessConnection(endpoint)
     try:
       actor_lib.run_actor(setup.actor, connection,
                           should_stop=stopping.is_set)
@@ -251,23 +257,12 @@ def run_learner(args, bind):
   """The learner: gRPC server, queue, training loop, checkpoints."""
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   setup = Setup(args)
-  hparams = setup.hparams
   setup.env.close()  # Built only to learn the observation and action specs.
-  server_box = {}
-
-  def make_server(learner):
-    server_box['server'] = transport.LearnerServer(
-        bind, setup.specs, args.queue_capacity or 2 * hparams.batch_size,
-        learner.agent.trainable_variables)
-    return server_box['server']
-
-  loop = _training_loop(setup, None, make_server)
-  server = server_box['server']
-  loop.queue = server
-  restored = loop.restore()
-  print(f'[learner] level {args.level}: listening on {server.address}; '
-        f'logdir {setup.logdir}'
-        + (f'; resumed from {restored}' if restored else ''), flush=True)
+  learner = _make_learner(setup)
+  server = transport.LearnerServer(bind, setup.specs, _queue_capacity(setup),
+                                   learner.agent.trainable_variables)
+  print(f'[learner] listening on {server.address}', flush=True)
+  loop = _training_loop(setup, learner, server.unroll_queue, server)
   _stop_on_signals(loop)
   try:
     _run_loop_in_thread(loop)
@@ -281,15 +276,14 @@ def run_actor_process(args):
   from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   setup = Setup(args, actor_index=args.task)
-  client = transport.ActorClient(args.learner_address, setup.specs,
-                                 setup.actor.variables)
   print(f'[actor {args.task}] {setup.envs_per_actor} environments of '
-        f'{args.level}; learner {args.learner_address}', flush=True)
+        f'{args.level}; connecting to the learner at {args.learner_address}',
+        flush=True)
+  client = transport.ActorClient(args.learner_address, setup.specs)
   try:
     actor_lib.run_actor(setup.actor, client)
-  except transport.LearnerGone:
-    print(f'[actor {args.task}] the learner at {args.learner_address} has '
-          'gone; stopping.', flush=True)
+  except transport.LearnerClosedError:
+    print(f'[actor {args.task}] the learner closed; stopping.', flush=True)
 
 
 class ActorLauncher:

@@ -14,9 +14,8 @@ at the frame budget. Around that it keeps what a researcher needs:
     for the suite (Atari and DMLab), frames/s, queue fill, policy lag;
   * one console line every `log_every_s` seconds.
 
-`UnrollQueue` is the queue both wirings share: a bounded `tf.queue.FIFOQueue`
-of single unrolls (a full queue blocks the enqueuer: backpressure, not data
-loss) and a `tf.data` pipeline of batches over it.
+The queue is `transport.UnrollQueue` in both wirings: in-process actors
+enqueue into it directly, remote ones through `transport.LearnerServer`.
 """
 
 import collections
@@ -29,67 +28,6 @@ import tensorflow as tf
 
 from scalable_agent import actor as actor_lib
 from scalable_agent import learner as learner_lib
-
-
-class UnrollQueue:
-  """A bounded FIFO queue of unrolls and the learner's tf.data view of it.
-
-  Args:
-    specs: `learner.unroll_specs(...)` of ONE unroll.
-    capacity: unrolls the queue holds before enqueuers block.
-  """
-
-  def __init__(self, specs, capacity):
-    self.specs = specs
-    self.capacity = capacity
-    flat = tf.nest.flatten(specs)
-    self._queue = tf.queue.FIFOQueue(
-        capacity, dtypes=[s.dtype for s in flat], shapes=[s.shape for s in flat])
-
-  def enqueue(self, unrolls):
-    """Adds k unrolls: a nest like `specs` with a leading [k] dimension.
-
-    Raises:
-      ValueError: if the unrolls do not match the specs (nothing is added).
-    """
-    flat = tf.nest.flatten(unrolls)
-    specs = tf.nest.flatten(self.specs)
-    if len(flat) != len(specs):
-      raise ValueError(f'Unroll has {len(flat)} tensors, the learner expects '
-                       f'{len(specs)}: is the actor running the same level, '
-                       'torso and unroll length as the learner?')
-    checked = []
-    for value, spec in zip(flat, specs):
-      value = tf.convert_to_tensor(value)
-      if (value.dtype != spec.dtype or
-          value.shape[1:] != spec.shape or value.shape.rank < 1):
-        raise ValueError(
-            f'Unroll tensor {value.dtype.name}{value.shape.as_list()} does '
-            f'not match the learner\'s [k] + {spec.dtype.name}'
-            f'{spec.shape.as_list()}: is the actor running the same level, '
-            'torso and unroll length as the learner?')
-      checked.append(value)
-    self._queue.enqueue_many(checked)
-
-  def size(self):
-    return int(self._queue.size())
-
-  def close(self):
-    """Ends the dataset and releases blocked enqueuers."""
-    self._queue.close(cancel_pending_enqueues=True)
-
-  def dataset(self, batch_size):
-    """Batches of `batch_size` unrolls, batch-major, prefetched.
-
-    The dataset ends when the queue is closed.
-    """
-    def dequeue(_):
-      return tf.nest.pack_sequence_as(
-          self.specs, self._queue.dequeue_many(batch_size))
-    return (tf.data.Dataset.from_tensors(0).repeat()
-            .map(dequeue, num_parallel_calls=1)
-            .ignore_errors()  # OutOfRange on close ends the pipeline.
-            .prefetch(1))
 
 
 class LearnerEndpoint:
@@ -126,9 +64,10 @@ class LearnerEndpoint:
 class Statistics:
   """Episode returns per level and throughput, for console and TensorBoard."""
 
-  def __init__(self, level_names, suite, window=100):
+  def __init__(self, level_names, suite, num_trained_levels=1, window=100):
     self._level_names = level_names
     self._suite = suite
+    self._num_trained_levels = num_trained_levels
     self._returns = collections.defaultdict(
         lambda: collections.deque(maxlen=window))
     self._lengths = collections.defaultdict(
@@ -174,33 +113,36 @@ class Statistics:
       scores[name] = float(scoring.human_normalized_score(
           mean_return, entry.random, entry.human))
     suite_score = None
-    if len(self._level_names) > 1 and len(returns) == len(self._level_names):
+    if self._num_trained_levels > 1 and len(returns) == self._num_trained_levels:
       suite_score = scoring.suite_score(suite, returns).headline
     return scores, suite_score
 
 
 class TrainingLoop:
-  """Runs learner steps on batches from an `UnrollQueue` until told to stop.
+  """Runs learner steps on batches from an unroll queue until told to stop.
 
   Args:
     learner: `learner.Learner`.
-    queue: `UnrollQueue` that actors fill.
-    endpoint: `LearnerEndpoint` the new parameters are published to.
+    queue: `transport.UnrollQueue` that actors fill.
+    endpoint: where new parameters are published (`publish(version)`):
+      `LearnerEndpoint` in-process, `transport.LearnerServer` over gRPC.
     logdir: where checkpoints and TensorBoard logs go.
     level_names: names of the levels, indexed by `Unroll.level_id`.
     suite: 'atari', 'dmlab' or 'gymnasium' (for human-normalised scores).
+    num_trained_levels: levels this run trains on (the suite headline score
+      is reported once each has finished an episode).
     checkpoint_every_s, log_every_s: periods.
     print_fn: where console lines go.
   """
 
   def __init__(self, learner, queue, endpoint, logdir, level_names,
-               suite='gymnasium', checkpoint_every_s=600., log_every_s=10.,
-               print_fn=print):
+               suite='gymnasium', num_trained_levels=1,
+               checkpoint_every_s=600., log_every_s=10., print_fn=print):
     self.learner = learner
     self.queue = queue
     self.endpoint = endpoint
     self.logdir = logdir
-    self.statistics = Statistics(level_names, suite)
+    self.statistics = Statistics(level_names, suite, num_trained_levels)
     self._checkpoint_every_s = checkpoint_every_s
     self._log_every_s = log_every_s
     self._print = print_fn
@@ -266,8 +208,10 @@ class TrainingLoop:
              and (max_steps is None or steps < max_steps)):
         try:
           batch = next(iterator)
-        except StopIteration:  # Queue closed.
-          break
+        except (StopIteration, tf.errors.OpError):
+          if self._stop.is_set():  # stop() closed the queue.
+            break
+          raise
         stats = self.learner.step(batch)
         self.step_counter.assign_add(1)
         version = int(self.step_counter)
@@ -297,7 +241,7 @@ class TrainingLoop:
 
   def _report(self, stats, fps, lag, version):
     frames = int(stats.num_env_frames)
-    queue_size = self.queue.size()
+    queue_size = self.queue.queue_size()
     mean_return = self.statistics.mean_return()
     scores, suite_score = self.statistics.human_normalized()
     with self._writer.as_default(step=frames):

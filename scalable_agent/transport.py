@@ -328,6 +328,108 @@ def _close_open_servers():
     server.close()
 
 
+class UnrollQueue(object):
+  """The learner's bounded FIFO queue of unrolls and its tf.data view.
+
+  Actors in this process enqueue into it directly (`enqueue`); actors in
+  other processes reach it through `LearnerServer`, whose RPC handlers
+  enqueue into the same `tf.queue.FIFOQueue`. A full queue blocks the
+  enqueuer: backpressure, not data loss.
+
+  Args:
+    specs: nest of `tf.TensorSpec`, ONE unroll without batch dimension.
+    capacity: unrolls held before enqueuers block.
+  """
+
+  def __init__(self, specs, capacity):
+    self.specs = specs
+    self.capacity = int(capacity)
+    flat_specs = _checked_specs(specs)
+    self._field_names = _leaf_paths(specs)
+    self.queue = tf.queue.FIFOQueue(
+        self.capacity, dtypes=[s.dtype for s in flat_specs],
+        shapes=[s.shape for s in flat_specs], name='unroll_queue')
+
+  def enqueue(self, unrolls):
+    """Adds k unrolls, a nest like `specs` with a leading [k] dimension.
+
+    Blocks while the queue is full.
+
+    Raises:
+      UnrollRejectedError: the unrolls do not match the specs (nothing is
+        added).
+    """
+    try:
+      tf.nest.assert_same_structure(self.specs, unrolls, check_types=False)
+    except (ValueError, TypeError) as e:
+      raise UnrollRejectedError(
+          f'Unroll structure differs from the learner\'s ({e}): is the '
+          'actor running the same level, torso and unroll length?') from None
+    checked = []
+    for name, spec, value in zip(self._field_names, tf.nest.flatten(self.specs),
+                                 tf.nest.flatten(unrolls)):
+      value = tf.convert_to_tensor(value)
+      if value.dtype != spec.dtype or value.shape[1:] != spec.shape:
+        raise UnrollRejectedError(
+            f'unroll field {name!r} is {value.dtype.name}'
+            f'{value.shape.as_list()}, the learner expects [k] + '
+            f'{spec.dtype.name}{spec.shape.as_list()}: is the actor running '
+            'the same level, torso and unroll length?')
+      checked.append(value)
+    self.queue.enqueue_many(checked)
+
+  def queue_size(self):
+    """Returns the number of unrolls in the queue (an int)."""
+    return int(self.queue.size().numpy())
+
+  def close(self):
+    """Ends `dataset()` iterators and releases blocked enqueuers."""
+    self.queue.close(cancel_pending_enqueues=True)
+
+  def dataset(self, batch_size, prefetch=1):
+    """A dataset of batches of unrolls dequeued from the queue, in FIFO order.
+
+    Args:
+      batch_size: int, unrolls per batch (B).
+      prefetch: int, batches dequeued ahead of the consumer.
+
+    Returns:
+      A `tf.data.Dataset` whose elements are nests shaped like `unroll_specs`
+      with tensors [B, ...] (batch-major). It ends after `close()`, once fewer
+      than `batch_size` unrolls are left.
+
+    Stop iterating with `close()`, `break` or by deleting the iterator. Do
+    not append transformations that stop by themselves (`take`, `zip` with a
+    shorter dataset) after a prefetch: they drop the prefetch iterator while
+    its dequeue waits on an empty queue, and that dequeue is not cancelled
+    (measured: `dataset(...).take(1)` hangs once the queue is empty). Use
+    `prefetch=0` and prefetch after such transformations instead.
+    """
+    queue, specs = self.queue, self.specs
+
+    def more(_):
+      return tf.logical_or(tf.logical_not(queue.is_closed()),
+                           queue.size() >= batch_size)
+
+    def dequeue(_):
+      flat = queue.dequeue_many(batch_size)
+      if not isinstance(flat, (list, tuple)):  # a one-field queue
+        flat = [flat]
+      return tf.nest.pack_sequence_as(specs, list(flat))
+
+    # `more` stops the dataset once the queue is closed. A dequeue that was
+    # already waiting when the queue closed fails (OutOfRange, which tf.data
+    # reports as InvalidArgument); `ignore_errors` drops that element and
+    # `more` then ends the dataset. Dequeues cannot fail otherwise: unrolls
+    # are validated on enqueue. A sequential map keeps FIFO order.
+    return (tf.data.Dataset.from_tensors(0).repeat()
+            .take_while(more)
+            .map(dequeue)
+            .ignore_errors(log_warning=False)
+            .prefetch(prefetch))
+
+
+
 class LearnerServer(object):
   """Hosts the unroll queue and the parameter snapshots of a learner.
 
@@ -383,12 +485,11 @@ class LearnerServer(object):
     self._lock = threading.Lock()
     self._closed = False
 
-    # One Python object, captured by the registered functions and by
-    # `dataset()`: FIFOQueue(shared_name=...) is ignored in eager mode, so the
-    # queue is shared by capture, not by name.
-    self._queue = tf.queue.FIFOQueue(
-        self._capacity, dtypes=[s.dtype for s in self._flat_specs],
-        shapes=[s.shape for s in self._flat_specs], name='unroll_queue')
+    # The queue is one Python object captured by the registered functions and
+    # by `dataset()`: FIFOQueue(shared_name=...) is ignored in eager mode, so
+    # it is shared by capture, not by name.
+    self.unroll_queue = UnrollQueue(unroll_specs, self._capacity)
+    self._queue = self.unroll_queue.queue
     # Per-client sequence numbers for exactly-once enqueues (module doc).
     self._received = tf.lookup.experimental.MutableHashTable(
         tf.string, tf.int64, default_value=-1)
@@ -617,49 +718,11 @@ class LearnerServer(object):
 
   def queue_size(self):
     """Returns the number of unrolls in the queue (an int)."""
-    return int(self._queue.size().numpy())
+    return self.unroll_queue.queue_size()
 
   def dataset(self, batch_size, prefetch=1):
-    """A dataset of batches of unrolls dequeued from the queue, in FIFO order.
-
-    Args:
-      batch_size: int, unrolls per batch (B).
-      prefetch: int, batches dequeued ahead of the consumer.
-
-    Returns:
-      A `tf.data.Dataset` whose elements are nests shaped like `unroll_specs`
-      with tensors [B, ...] (batch-major). It ends after `close()`, once fewer
-      than `batch_size` unrolls are left.
-
-    Stop iterating with `close()`, `break` or by deleting the iterator. Do
-    not append transformations that stop by themselves (`take`, `zip` with a
-    shorter dataset) after a prefetch: they drop the prefetch iterator while
-    its dequeue waits on an empty queue, and that dequeue is not cancelled
-    (measured: `dataset(...).take(1)` hangs once the queue is empty). Use
-    `prefetch=0` and prefetch after such transformations instead.
-    """
-    queue, specs = self._queue, self._unroll_specs
-
-    def more(_):
-      return tf.logical_or(tf.logical_not(queue.is_closed()),
-                           queue.size() >= batch_size)
-
-    def dequeue(_):
-      flat = queue.dequeue_many(batch_size)
-      if not isinstance(flat, (list, tuple)):  # a one-field queue
-        flat = [flat]
-      return tf.nest.pack_sequence_as(specs, list(flat))
-
-    # `more` stops the dataset once the queue is closed. A dequeue that was
-    # already waiting when the queue closed fails (OutOfRange, which tf.data
-    # reports as InvalidArgument); `ignore_errors` drops that element and
-    # `more` then ends the dataset. Dequeues cannot fail otherwise: unrolls
-    # are validated on enqueue. A sequential map keeps FIFO order.
-    return (tf.data.Dataset.from_tensors(0).repeat()
-            .take_while(more)
-            .map(dequeue)
-            .ignore_errors(log_warning=False)
-            .prefetch(prefetch))
+    """`UnrollQueue.dataset` of the server's queue."""
+    return self.unroll_queue.dataset(batch_size, prefetch)
 
   def close(self):
     """Closes the queue and stops the RPC server.
@@ -674,7 +737,7 @@ class LearnerServer(object):
     # First release the handlers blocked in enqueue: the gRPC server's
     # shutdown (when the server resource is deleted) waits for all running
     # handlers.
-    self._queue.close(cancel_pending_enqueues=True)
+    self.unroll_queue.close()
     self._server = None
     _open_servers.discard(self)
 

@@ -13,6 +13,7 @@ from scalable_agent import environments
 from scalable_agent import learner as learner_lib
 from scalable_agent import networks
 from scalable_agent import training
+from scalable_agent import transport
 
 
 class EchoEnv:
@@ -116,19 +117,19 @@ def test_episode_statistics_counts_each_episode_once():
 
 def test_unroll_queue_rejects_bad_unrolls_and_keeps_working():
   actor = make_actor()
-  queue = training.UnrollQueue(actor.specs, capacity=8)
+  queue = transport.UnrollQueue(actor.specs, capacity=8)
   unroll = actor.unroll()
   bad_dtype = unroll._replace(env_outputs=unroll.env_outputs._replace(
       reward=unroll.env_outputs.reward.astype(np.float64)))
-  with pytest.raises(ValueError, match='float64.*does not match'):
+  with pytest.raises(ValueError, match='float64.*learner expects'):
     queue.enqueue(bad_dtype)
   bad_shape = tf.nest.map_structure(lambda x: x[:, :3] if x.ndim > 1 else x,
                                     unroll)
   with pytest.raises(ValueError, match='same level, torso and unroll length'):
     queue.enqueue(bad_shape)
-  assert queue.size() == 0
+  assert queue.queue_size() == 0
   queue.enqueue(unroll)
-  assert queue.size() == 3
+  assert queue.queue_size() == 3
   batch = next(iter(queue.dataset(2)))
   np.testing.assert_array_equal(batch.env_outputs.reward,
                                 unroll.env_outputs.reward[:2])
@@ -136,7 +137,7 @@ def test_unroll_queue_rejects_bad_unrolls_and_keeps_working():
 
 def test_full_queue_blocks_until_the_learner_dequeues():
   actor = make_actor(num_envs=2)
-  queue = training.UnrollQueue(actor.specs, capacity=2)
+  queue = transport.UnrollQueue(actor.specs, capacity=2)
   queue.enqueue(actor.unroll())  # Full.
   done = threading.Event()
 
@@ -162,7 +163,7 @@ def make_loop(logdir, max_frames=1e9):
   agent = networks.ImpalaAgent(3, networks.MLPTorso(), use_lstm=True,
                                core_size=8)
   learner = learner_lib.Learner(agent, actor.specs, hp)
-  queue = training.UnrollQueue(actor.specs, capacity=8)
+  queue = transport.UnrollQueue(actor.specs, capacity=8)
   endpoint = training.LearnerEndpoint(agent.trainable_variables, queue)
   lines = []
   loop = training.TrainingLoop(learner, queue, endpoint, logdir,

@@ -22,7 +22,8 @@ def _dmlab_env_output(batch_shape, rng, done=None, instruction=None):
                                        size=int(np.prod(shape)))])
   return environments.EnvOutput(
       reward=tf.constant(rng.normal(size=shape) * 3, tf.float32),
-      info=environments.EpisodeInfo(tf.zeros(shape), tf.zeros(shape, tf.int32)),
+      info=environments.EpisodeInfo(tf.zeros(shape), tf.zeros(shape, tf.int32),
+                                    tf.zeros(shape, tf.bool)),
       done=tf.constant(rng.random(shape) < 0.3 if done is None else done),
       observation=(
           tf.constant(rng.integers(0, 256, shape + [72, 96, 3]), tf.uint8),
