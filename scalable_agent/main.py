@@ -55,6 +55,8 @@ def parse_args(argv=None):
   add('--task', type=int, default=0, help='Actor index (role=actor).')
   add('--learner_address', default='localhost:8470',
       help='host:port of the learner (role=actor).')
+  add('--connect_timeout_s', type=float, default=120.,
+      help='How long an actor waits for the learner to come up.')
   add('--bind', default=None,
       help='host:port the learner listens on (default localhost:8470 for '
       'role=learner, a free localhost port for local).')
@@ -140,7 +142,10 @@ class Setup:
     from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
     from scalable_agent import levels  # pylint: disable=g-import-not-at-top
     self.args = args
-    self.config = levels.resolve(args.level)
+    try:
+      self.config = levels.resolve(args.level)
+    except ValueError as e:
+      raise SystemExit(f'scalable_agent: error: {e}') from None
     self.hparams = hyperparameters(args, self.config)
     self.envs_per_actor = _envs_per_actor(args, self.config)
     self.logdir = args.logdir or os.path.join(
@@ -279,11 +284,14 @@ def run_actor_process(args):
   print(f'[actor {args.task}] {setup.envs_per_actor} environments of '
         f'{args.level}; connecting to the learner at {args.learner_address}',
         flush=True)
-  client = transport.ActorClient(args.learner_address, setup.specs)
   try:
+    client = transport.ActorClient(args.learner_address, setup.specs,
+                                   connect_timeout_s=args.connect_timeout_s)
     actor_lib.run_actor(setup.actor, client)
   except transport.LearnerClosedError:
     print(f'[actor {args.task}] the learner closed; stopping.', flush=True)
+  except transport.LearnerUnavailableError as e:
+    raise SystemExit(f'[actor {args.task}] error: {e}') from None
 
 
 class ActorLauncher:
@@ -299,7 +307,8 @@ class ActorLauncher:
   def _command(self, task):
     argv = [sys.executable, '-m', 'scalable_agent.main', '--role=actor',
             f'--task={task}', f'--learner_address={self._address}']
-    skip = {'role', 'task', 'learner_address', 'bind', 'num_actors'}
+    skip = {'role', 'task', 'learner_address', 'bind', 'num_actors',
+            'connect_timeout_s'}
     for key, value in vars(self._args).items():
       if key not in skip and value is not None:
         argv.append(f'--{key}={value}')

@@ -1,0 +1,170 @@
+"""The whole system, for real: processes, gRPC, checkpoints, learning.
+
+These tests start `python -m scalable_agent.main` as separate OS processes
+and read their console lines, as a user would.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scalable_agent import main as main_lib
+from scalable_agent import transport
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINE = re.compile(r'\[learner\] step (\d+)  frames ([\d,]+)  fps ([\d,]+)  '
+                  r'return ([-\d.na]+)')
+
+
+def _command(*flags):
+  return [sys.executable, '-m', 'scalable_agent.main', *flags]
+
+
+def _start(*flags):
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  return subprocess.Popen(_command(*flags), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                          env=env, start_new_session=True)
+
+
+def _read_until(process, predicate, timeout_s, lines):
+  """Reads lines into `lines` until predicate(line) or timeout/exit."""
+  deadline = time.time() + timeout_s
+  while time.time() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      if process.poll() is not None:
+        return None
+      continue
+    lines.append(line)
+    if predicate(line):
+      return line
+  return None
+
+
+def _stop(*processes):
+  for p in processes:
+    if p.poll() is None:
+      os.killpg(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+
+
+def test_learns_cartpole_with_a_learner_and_two_actor_processes(tmp_path):
+  # The learner and each actor are separate commands, joined by address:
+  # the cluster wiring, on one machine. Random play averages ~22.
+  port = transport.free_port()
+  common = ['--level=CartPole-v1', f'--logdir={tmp_path}']
+  learner = _start('--role=learner', f'--bind=localhost:{port}', *common,
+                   '--total_environment_frames=200000', '--log_every_s=5')
+  actors = [_start('--role=actor', f'--task={i}',
+                   f'--learner_address=localhost:{port}', *common)
+            for i in range(2)]
+  lines = []
+  returns = []
+  try:
+    def record(line):
+      match = LINE.search(line)
+      if match and match.group(4) != 'nan':
+        returns.append((int(match.group(2).replace(',', '')),
+                        float(match.group(4))))
+      return False
+    _read_until(learner, record, timeout_s=600, lines=lines)
+    assert learner.wait(timeout=60) == 0, ''.join(lines[-30:])
+  finally:
+    _stop(learner, *actors)
+  assert returns, ''.join(lines[-30:])
+  frames, final_return = returns[-1]
+  assert frames >= 200000
+  # Mean return over the last 100 episodes, well above random (~22).
+  assert final_return > 100, returns
+  # Both actors fed the learner.
+  assert os.path.exists(os.path.join(tmp_path, 'checkpoints', 'checkpoint'))
+
+
+def test_ctrl_c_checkpoints_and_a_rerun_resumes(tmp_path):
+  flags = ['--level=CartPole-v1', f'--logdir={tmp_path}', '--num_actors=2',
+           '--log_every_s=2']
+  first = _start(*flags)
+  lines = []
+  try:
+    line = _read_until(first, LINE.search, timeout_s=300, lines=lines)
+    assert line, ''.join(lines[-30:])
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 0, ''.join(lines[-30:])
+    lines += first.stdout.readlines()
+  finally:
+    _stop(first)
+  assert any('SIGINT: checkpointing' in l for l in lines), ''.join(lines)
+  with open(os.path.join(tmp_path, 'checkpoints', 'checkpoint')) as f:
+    saved_step = int(re.search(r'ckpt-(\d+)', f.read()).group(1))
+  assert saved_step > 0
+
+  second = _start(*flags)
+  lines = []
+  try:
+    line = _read_until(second, LINE.search, timeout_s=300, lines=lines)
+    assert line, ''.join(lines[-30:])
+  finally:
+    _stop(second)
+  assert any(f'resumed from' in l and f'ckpt-{saved_step}' in l
+             for l in lines), ''.join(lines)
+  # Steps continue from the checkpoint, not from zero.
+  assert int(LINE.search(line).group(1)) > saved_step
+
+
+def test_local_launcher_restarts_a_dead_actor(tmp_path):
+  process = _start('--level=CartPole-v1', f'--logdir={tmp_path}',
+                   '--num_actors=2', '--log_every_s=2')
+  lines = []
+  try:
+    assert _read_until(process, LINE.search, timeout_s=300, lines=lines)
+    actors = subprocess.run(
+        ['pgrep', '-f', f'role=actor --task=0 .*logdir={tmp_path}'],
+        capture_output=True, text=True).stdout.split()
+    assert actors, 'actor 0 not found'
+    os.kill(int(actors[0]), signal.SIGKILL)
+    assert _read_until(process, lambda l: 'actor 0 exited' in l, 60, lines)
+    # Training goes on with the restarted actor.
+    assert _read_until(process, lambda l: '[actor 0]' in l, 120, lines)
+    assert _read_until(process, LINE.search, 120, lines)
+  finally:
+    _stop(process)
+
+
+def test_unknown_level_is_a_clear_error():
+  result = subprocess.run(_command('--role=single_process', '--level=pongg'),
+                          capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+  assert result.returncode != 0
+  assert "Unknown level 'pongg'" in result.stderr
+  assert 'pong' in result.stderr  # The suggestion.
+
+
+def test_tf_config_sets_role_task_and_learner(monkeypatch):
+  monkeypatch.setenv('TF_CONFIG', json.dumps({
+      'cluster': {'learner': ['10.0.0.1:8470'], 'actor': ['a:1', 'b:1']},
+      'task': {'type': 'actor', 'index': 1}}))
+  args = main_lib.parse_args(['--level=pong'])
+  assert (args.role, args.task, args.learner_address) == (
+      'actor', 1, '10.0.0.1:8470')
+  monkeypatch.setenv('TF_CONFIG', '{"cluster": {}}')
+  with pytest.raises(SystemExit, match='TF_CONFIG is not a valid'):
+    main_lib.parse_args(['--level=pong'])
+
+
+def test_actor_without_a_learner_fails_with_a_clear_error(tmp_path):
+  port = transport.free_port()
+  result = subprocess.run(
+      _command('--role=actor', '--level=CartPole-v1',
+               f'--learner_address=localhost:{port}',
+               '--connect_timeout_s=3'),
+      capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode != 0
+  assert f'localhost:{port}' in result.stderr
+  assert '--learner_address' in result.stderr
