@@ -198,6 +198,7 @@ class TrainingLoop:
     hparams = self.learner.hparams
     iterator = iter(self.queue.dataset(hparams.batch_size))
     steps = 0
+    logged = False
     last_log = last_checkpoint = time.time()
     frames_at_last_log = int(self.learner.num_env_frames)
     self.endpoint.publish(int(self.step_counter))
@@ -229,13 +230,22 @@ class TrainingLoop:
           fps = (frames - frames_at_last_log) / (now - last_log)
           self._report(stats, fps, lag, version)
           last_log, frames_at_last_log = now, frames
+          logged = True
+        else:
+          logged = False
         if now - last_checkpoint >= self._checkpoint_every_s:
           self.save()
           last_checkpoint = now
     finally:
-      # Whatever ended the loop (budget, signal, exception), keep the work.
+      # Whatever ended the loop (budget, signal, exception), keep the work,
+      # and show where it ended.
       if steps:
         self.save()
+        if not logged:
+          frames = int(stats.num_env_frames)
+          elapsed = max(time.time() - last_log, 1e-6)
+          self._report(stats, (frames - frames_at_last_log) / elapsed, lag,
+                       version)
       self._writer.flush()
     return steps
 
