@@ -108,8 +108,8 @@ def make_environment(config, num_envs, seed=0, first_env_index=0,
         list(config.levels), num_envs, seed=seed, training=training,
         first_env_index=first_env_index)
   if config.suite == 'dmlab':
-    import dmlab30  # pylint: disable=g-import-not-at-top
-    return dmlab30.make_batched_environment(
+    from dmlab30 import environment as dmlab_environment  # pylint: disable=g-import-not-at-top
+    return dmlab_environment.make_batched_environment(
         list(config.levels), num_envs, seed=seed, training=training,
         first_env_index=first_env_index, dataset_path=dataset_path,
         level_cache_dir=level_cache_dir)

@@ -9,7 +9,6 @@ API and errors; each test gets a fresh copy installed as
 
 import ast
 import csv
-import importlib.util
 import os
 import pathlib
 import sys
@@ -22,8 +21,6 @@ import dmlab30
 from dmlab30 import environment
 from scalable_agent import networks
 
-_TESTS_DIR = pathlib.Path(__file__).resolve().parent
-_STANDIN_PATH = _TESTS_DIR / 'deepmind_lab_standin' / 'deepmind_lab.py'
 _REFERENCE_DIR = (
     pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'reference')
 
@@ -41,16 +38,7 @@ _REFERENCE_ACTIONS = [
 ]
 
 
-@pytest.fixture
-def lab(monkeypatch):
-  """A fresh stand-in `deepmind_lab` module, removed again after the test."""
-  spec = importlib.util.spec_from_file_location('deepmind_lab', _STANDIN_PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  monkeypatch.setitem(sys.modules, 'deepmind_lab', module)
-  yield module
-  for instance in module.INSTANCES:
-    instance.close()
+# The `lab` fixture (the stand-in deepmind_lab) is in conftest.py.
 
 
 def _expected_reward(action_index, frames):

@@ -6,7 +6,6 @@ DMLab-30 path runs against the stand-in `deepmind_lab` module
 """
 
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -24,8 +23,6 @@ from scalable_agent import levels
 from scalable_agent import networks
 from scalable_agent import scoring
 
-_STANDIN_DIR = (pathlib.Path(__file__).resolve().parent /
-                'deepmind_lab_standin')
 
 
 def _env_output(observation, batch_size):
@@ -295,19 +292,7 @@ def test_bad_arguments():
 # DMLab-30, against the stand-in.
 
 
-@pytest.fixture
-def lab(monkeypatch):
-  """The stand-in `deepmind_lab`, for this process and spawned workers."""
-  spec = importlib.util.spec_from_file_location(
-      'deepmind_lab', _STANDIN_DIR / 'deepmind_lab.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  monkeypatch.setitem(sys.modules, 'deepmind_lab', module)
-  # Spawned workers start with this process's sys.path.
-  monkeypatch.syspath_prepend(str(_STANDIN_DIR))
-  yield module
-  for instance in module.INSTANCES:
-    instance.close()
+# The `lab` fixture (the stand-in deepmind_lab) is in conftest.py.
 
 
 def test_dmlab30_all_levels_on_test_levels(lab, tmp_path, capsys):

@@ -1,0 +1,28 @@
+"""Fixtures shared by the test files."""
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+STANDIN_DIR = pathlib.Path(__file__).resolve().parent / 'deepmind_lab_standin'
+
+
+@pytest.fixture
+def lab(monkeypatch):
+  """A fresh stand-in `deepmind_lab` module (tests/deepmind_lab_standin).
+
+  It is installed as sys.modules['deepmind_lab'], exactly where the
+  adapter's lazy import looks, and its directory is put on sys.path so that
+  spawned worker processes import it too. Removed again after the test.
+  """
+  spec = importlib.util.spec_from_file_location(
+      'deepmind_lab', STANDIN_DIR / 'deepmind_lab.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  monkeypatch.setitem(sys.modules, 'deepmind_lab', module)
+  monkeypatch.syspath_prepend(str(STANDIN_DIR))
+  yield module
+  for instance in module.INSTANCES:
+    instance.close()
