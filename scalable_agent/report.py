@@ -34,6 +34,7 @@ exposed here (`suite_levels`, `paper_suite_score`) for the evaluation script.
 
 import argparse
 import collections
+import csv
 import json
 import math
 import os
@@ -577,6 +578,33 @@ def _safe_reference(suite, name):
 # The whole report.
 
 
+# Training scalars exported to learning_curves.csv, by tag prefix.
+CSV_TAG_PREFIXES = ('episode_return/', 'episode_length/',
+                    'human_normalized_score/', 'throughput/', 'learner/')
+
+
+def write_curves_csv(runs, path):
+  """Writes the runs' training scalars as CSV rows (run, tag, frames, value).
+
+  Args:
+    runs: list of (label, dict tag -> Series), see `read_scalars`.
+    path: the CSV file.
+
+  Returns:
+    path.
+  """
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['run', 'tag', 'frames', 'value'])
+    for label, scalars in runs:
+      for tag in sorted(scalars):
+        if tag.startswith(CSV_TAG_PREFIXES):
+          series = scalars[tag]
+          for step, value in zip(series.steps, series.values):
+            writer.writerow([label, tag, int(step), f'{float(value):.6g}'])
+  return path
+
+
 def make_report(score_paths, output_dir, logdirs=(), labels=None,
                 run_labels=None, paper_column=None):
   """Writes the report; see the module docstring.
@@ -638,6 +666,8 @@ def make_report(score_paths, output_dir, logdirs=(), labels=None,
             for i, d in enumerate(logdirs)]
     curve_paths = plot_learning_curves(runs, output_dir, suite)
     paths.update(curve_paths)
+    paths['curves_csv'] = write_curves_csv(
+        runs, os.path.join(output_dir, 'learning_curves.csv'))
     sections += ['## Training curves', '']
     if not curve_paths:
       sections += ['The logs hold no `episode_return/*` or '

@@ -6,6 +6,7 @@ headline number (Atari-57 deep experts: median 191.8%; DMLab-30 IMPALA deep
 PBT: mean capped 49.4%).
 """
 
+import csv
 import json
 import os
 
@@ -170,6 +171,12 @@ def test_learning_curves_from_tensorboard_logs(tmp_path):
   markdown = (out / 'report.md').read_text()
   assert '![Suite score during training](learning_curve_suite.png)' in markdown
   assert '![Episode return per level](learning_curves.png)' in markdown
+  with open(out / 'learning_curves.csv') as f:
+    rows = list(csv.DictReader(f))
+  pong = [(int(r['frames']), float(r['value'])) for r in rows
+          if r['tag'] == 'episode_return/pong']
+  assert pong == list(zip(steps, [-21., -16., -11., -6.]))
+  assert {r['run'] for r in rows} == {'atari57'}
 
   with pytest.raises(ValueError, match='No TensorBoard event files'):
     report.read_scalars(str(tmp_path))
