@@ -83,6 +83,49 @@ def _closest(name, candidates):
 # DMLab-30.
 
 
+def _mean_returns_in_table_order(returns, index_of, table, table_names,
+                                 candidates, kind):
+  """Matches named returns to a suite's table; every entry exactly once.
+
+  Args:
+    returns: mapping name -> mean return or episode returns.
+    index_of: name -> index in `table`, or None for an unknown name.
+    table: the suite's entries (levels or games).
+    table_names: canonical name of each entry, for messages.
+    candidates: names to suggest for an unknown name.
+    kind: e.g. 'DMLab-30 levels', for messages.
+
+  Returns:
+    list of mean returns, one per table entry, in table order.
+
+  Raises:
+    ValueError: a name is unknown, an entry is given twice (under two names)
+      or missing; the message names them.
+  """
+  returns_by_index = {}
+  unknown = []
+  for name, value in returns.items():
+    index = index_of(name)
+    if index is None:
+      unknown.append(repr(name) + _closest(name, candidates))
+      continue
+    if index in returns_by_index:
+      raise ValueError(
+          f'{table_names[index]!r} is given twice (as '
+          f'{returns_by_index[index][0]!r} and {name!r}).')
+    returns_by_index[index] = (name, _mean_return(name, value))
+  if unknown:
+    raise ValueError(f'Unknown {kind}: {", ".join(unknown)}.')
+  missing = [table_names[i] for i in range(len(table))
+             if i not in returns_by_index]
+  if missing:
+    raise ValueError(
+        f'Returns are missing for {len(missing)} of the {len(table)} {kind}: '
+        f'{", ".join(missing)}. The suite score is defined over all '
+        f'{len(table)}.')
+  return [returns_by_index[i][1] for i in range(len(table))]
+
+
 def dmlab30_scores(returns_by_level):
   """Per-level human-normalised scores of DMLab-30.
 
@@ -103,33 +146,19 @@ def dmlab30_scores(returns_by_level):
   """
   from dmlab30 import levels as levels_lib  # pylint: disable=g-import-not-at-top
 
-  returns_by_index = {}
-  unknown = []
-  for name, value in returns_by_level.items():
+  def index_of(name):
     try:
-      index = levels_lib.level_index(name)
+      return levels_lib.level_index(name)
     except ValueError:
-      unknown.append(
-          repr(name) + _closest(name, levels_lib.LEVEL_NAMES +
-                                levels_lib.TEST_LEVEL_NAMES))
-      continue
-    if index in returns_by_index:
-      raise ValueError(
-          f'Level {levels_lib.LEVELS[index].test_name!r} is given twice '
-          f'(as {returns_by_index[index][0]!r} and {name!r}).')
-    returns_by_index[index] = (name, _mean_return(name, value))
-  if unknown:
-    raise ValueError(f'Unknown DMLab-30 levels: {", ".join(unknown)}.')
-  missing = [level.test_name for i, level in enumerate(levels_lib.LEVELS)
-             if i not in returns_by_index]
-  if missing:
-    raise ValueError(
-        f'Returns are missing for {len(missing)} of the 30 DMLab-30 levels: '
-        f'{", ".join(missing)}. The DMLab-30 score is defined over all 30.')
+      return None
+
+  test_names = [level.test_name for level in levels_lib.LEVELS]
+  mean_returns = _mean_returns_in_table_order(
+      returns_by_level, index_of, levels_lib.LEVELS, test_names,
+      levels_lib.LEVEL_NAMES + levels_lib.TEST_LEVEL_NAMES, 'DMLab-30 levels')
   return {
-      level.test_name: human_normalized_score(
-          returns_by_index[i][1], level.random, level.human)
-      for i, level in enumerate(levels_lib.LEVELS)
+      level.test_name: human_normalized_score(r, level.random, level.human)
+      for level, r in zip(levels_lib.LEVELS, mean_returns)
   }
 
 
@@ -181,29 +210,13 @@ def atari57_scores(returns_by_game):
   for i, game in enumerate(games):
     index_by_name[game.name.lower()] = i
     index_by_name[game.gym_id.lower()] = i
-  returns_by_index = {}
-  unknown = []
-  for name, value in returns_by_game.items():
-    index = index_by_name.get(str(name).strip().lower())
-    if index is None:
-      unknown.append(repr(name) + _closest(name, [g.name for g in games]))
-      continue
-    if index in returns_by_index:
-      raise ValueError(
-          f'Game {games[index].name!r} is given twice (as '
-          f'{returns_by_index[index][0]!r} and {name!r}).')
-    returns_by_index[index] = (name, _mean_return(name, value))
-  if unknown:
-    raise ValueError(f'Unknown Atari-57 games: {", ".join(unknown)}.')
-  missing = [g.name for i, g in enumerate(games) if i not in returns_by_index]
-  if missing:
-    raise ValueError(
-        f'Returns are missing for {len(missing)} of the 57 Atari games: '
-        f'{", ".join(missing)}. The Atari-57 median is defined over all 57.')
+  mean_returns = _mean_returns_in_table_order(
+      returns_by_game,
+      lambda name: index_by_name.get(str(name).strip().lower()), games,
+      [g.name for g in games], [g.name for g in games], 'Atari-57 games')
   return {
-      game.name: human_normalized_score(
-          returns_by_index[i][1], game.random, game.human)
-      for i, game in enumerate(games)
+      game.name: human_normalized_score(r, game.random, game.human)
+      for game, r in zip(games, mean_returns)
   }
 
 
