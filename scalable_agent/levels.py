@@ -104,9 +104,13 @@ def make_environment(config, num_envs, seed=0, first_env_index=0,
   """
   if config.suite == 'atari':
     import atari57  # pylint: disable=g-import-not-at-top
+    # Multi-task runs share one policy head over all 18 actions, decided by
+    # the run's levels, not by the games that happen to fall in this batch
+    # (an actor with one environment must agree with the learner).
     return atari57.make_batched_environment(
         list(config.levels), num_envs, seed=seed, training=training,
-        first_env_index=first_env_index)
+        first_env_index=first_env_index,
+        full_action_space=len(config.levels) > 1)
   if config.suite == 'dmlab':
     from dmlab30 import environment as dmlab_environment  # pylint: disable=g-import-not-at-top
     return dmlab_environment.make_batched_environment(

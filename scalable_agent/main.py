@@ -136,9 +136,16 @@ def _configure_tensorflow(args, role):
 
 
 class Setup:
-  """What every role builds from the flags: level, environment, agent."""
+  """What every role builds from the flags: level, environment, agent.
 
-  def __init__(self, args, actor_index=0):
+  Args:
+    args: parsed flags.
+    actor_index: which actor this is (seeds and level assignment).
+    num_envs: environments to build (default: --envs_per_actor). The learner
+      builds one, only to learn the unroll specs.
+  """
+
+  def __init__(self, args, actor_index=0, num_envs=None):
     from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
     from scalable_agent import levels  # pylint: disable=g-import-not-at-top
     self.args = args
@@ -147,7 +154,7 @@ class Setup:
     except ValueError as e:
       raise SystemExit(f'scalable_agent: error: {e}') from None
     self.hparams = hyperparameters(args, self.config)
-    self.envs_per_actor = _envs_per_actor(args, self.config)
+    self.envs_per_actor = num_envs or _envs_per_actor(args, self.config)
     self.logdir = args.logdir or os.path.join(
         'runs', args.level.replace('/', '_'))
 
@@ -161,7 +168,6 @@ class Setup:
     self.actor = actor_lib.Actor(self.agent, self.env,
                                  self.hparams.unroll_length)
     self.specs = self.actor.specs
-
 
 
 def _make_learner(setup):
@@ -261,7 +267,7 @@ def run_single_process(args):
 def run_learner(args, bind):
   """The learner: gRPC server, queue, training loop, checkpoints."""
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
-  setup = Setup(args)
+  setup = Setup(args, num_envs=1)
   setup.env.close()  # Built only to learn the observation and action specs.
   learner = _make_learner(setup)
   server = transport.LearnerServer(bind, setup.specs, _queue_capacity(setup),

@@ -26,6 +26,13 @@ def test_atari57_levels_are_spread_round_robin_with_the_full_action_set():
   finally:
     env.close()
   assert levels.level_names_by_id(config)[4] == atari57.GAME_NAMES[4]
+  # Even a batch holding a single game uses the run's 18 actions, so actors
+  # of any size agree with the learner.
+  single = levels.make_environment(config, 1)
+  try:
+    assert single.num_actions == 18
+  finally:
+    single.close()
 
 
 def test_dmlab30_multitask_training_on_the_standin(lab, tmp_path):
