@@ -361,15 +361,18 @@ def run_local(args):
 
 
 def run(argv=None):
+  """The `scalable_agent` command. Returns None (exit status 0) on success:
+  console scripts pass the return value to sys.exit."""
   args = parse_args(argv)
   _configure_tensorflow(args, args.role)
   if args.role == 'actor':
-    return run_actor_process(args)
-  if args.role == 'learner':
-    return run_learner(args, args.bind or 'localhost:8470')
-  if args.role == 'single_process':
-    return run_single_process(args)
-  return run_local(args)
+    run_actor_process(args)
+  elif args.role == 'learner':
+    run_learner(args, args.bind or 'localhost:8470')
+  elif args.role == 'single_process':
+    run_single_process(args)
+  else:
+    run_local(args)
 
 
 if __name__ == '__main__':

@@ -22,7 +22,13 @@ LINE = re.compile(r'\[learner\] step (\d+)  frames ([\d,]+)  fps ([\d,]+)  '
                   r'return ([-\d.na]+)')
 
 
+# The console script `pip install` made, when there is one: what users run.
+SCRIPT = os.path.join(os.path.dirname(sys.executable), 'scalable_agent')
+
+
 def _command(*flags):
+  if os.path.exists(SCRIPT):
+    return [SCRIPT, *flags]
   return [sys.executable, '-m', 'scalable_agent.main', *flags]
 
 
