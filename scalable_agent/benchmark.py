@@ -133,7 +133,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--game', default='pong')
   parser.add_argument('--num_actors', type=int, default=2)
-  parser.add_argument('--envs_per_actor', type=int, default=16)
+  parser.add_argument('--envs_per_actor', type=int, default=32)
   parser.add_argument('--unroll_length', type=int, default=20)
   parser.add_argument('--seconds', type=float, default=20.)
   parser.add_argument('--sections', default='env,actor,learner,end2end')

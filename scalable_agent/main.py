@@ -50,7 +50,7 @@ def parse_args(argv=None):
   add('--num_actors', type=int, default=2,
       help='Actor processes (local) or threads (single_process).')
   add('--envs_per_actor', type=int, default=None,
-      help='Environments each actor steps together (default: 16 Atari, '
+      help='Environments each actor steps together (default: 32 Atari, '
       '4 DMLab, 8 gymnasium).')
   add('--task', type=int, default=0, help='Actor index (role=actor).')
   add('--learner_address', default='localhost:8470',
@@ -124,7 +124,7 @@ def hyperparameters(args, config):
 def _envs_per_actor(args, config):
   if args.envs_per_actor:
     return args.envs_per_actor
-  return {'atari': 16, 'dmlab': 4}.get(config.suite, 8)
+  return {'atari': 32, 'dmlab': 4}.get(config.suite, 8)
 
 
 def _configure_tensorflow(args, role):
