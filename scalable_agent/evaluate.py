@@ -242,13 +242,7 @@ def make_evaluation_environment(config, level, num_envs, seed=0,
 
 def report_name(config, level):
   """The name a level's scores are reported under (DMLab: the test name)."""
-  if config.suite == 'dmlab':
-    import dmlab30  # pylint: disable=g-import-not-at-top
-    return dmlab30.get_level(level).test_name
-  if config.suite == 'atari':
-    import atari57  # pylint: disable=g-import-not-at-top
-    return atari57.get_game(level).name
-  return level
+  return levels_lib.canonical_name(config, level, evaluation=True)
 
 
 class Policy:
@@ -632,7 +626,7 @@ def select_levels(config, only_levels=None):
   selected = []
   for name in only_levels:
     try:
-      canonical = _canonical_level(config, name)
+      canonical = levels_lib.canonical_name(config, name)
     except ValueError:
       canonical = None
     if canonical not in by_name:
@@ -641,17 +635,6 @@ def select_levels(config, only_levels=None):
     selected.append(by_name[canonical])
   # The suite's order, whatever the command line's, as in the tables.
   return [level for level in config.levels if level in selected]
-
-
-def _canonical_level(config, name):
-  """A level name as `config.levels` spells it."""
-  if config.suite == 'dmlab':
-    import dmlab30  # pylint: disable=g-import-not-at-top
-    return dmlab30.get_level(name).train_name
-  if config.suite == 'atari':
-    import atari57  # pylint: disable=g-import-not-at-top
-    return atari57.get_game(name).name
-  return name
 
 
 def _summarise(config, level, level_names, checkpoint, torso, collected,

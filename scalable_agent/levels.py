@@ -88,6 +88,23 @@ def level_names_by_id(config):
   return list(config.levels)
 
 
+def canonical_name(config, name, evaluation=False):
+  """A level name as the suite's table spells it.
+
+  Atari: the game's short name ('ALE/Pong-v5' -> 'pong'). DMLab: the train
+  name, or with `evaluation` the test name that scores are reported under.
+  Other suites: unchanged.
+  """
+  if config.suite == 'dmlab':
+    import dmlab30  # pylint: disable=g-import-not-at-top
+    level = dmlab30.get_level(name)
+    return level.test_name if evaluation else level.train_name
+  if config.suite == 'atari':
+    import atari57  # pylint: disable=g-import-not-at-top
+    return atari57.get_game(name).name
+  return name
+
+
 def make_environment(config, num_envs, seed=0, first_env_index=0,
                      training=True, dataset_path=None, level_cache_dir=None):
   """A BatchedEnvironment of `num_envs` environments for `config`.
