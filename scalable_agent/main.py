@@ -301,7 +301,11 @@ def run_actor_process(args):
 
 
 class ActorLauncher:
-  """Starts actor processes and restarts any that die (local wiring)."""
+  """Starts actor processes and restarts any that die (local wiring).
+
+  An actor that exits with status 0 has finished (the learner closed its
+  queue: training is over) and is not restarted; any other exit is a death.
+  """
 
   def __init__(self, args, address):
     self._args = args
@@ -329,7 +333,7 @@ class ActorLauncher:
     while not self._stopping.wait(2.):
       for task, process in list(self._processes.items()):
         code = process.poll()
-        if code is not None and not self._stopping.is_set():
+        if code and not self._stopping.is_set():
           print(f'[launcher] actor {task} exited with code {code}; '
                 'restarting it.', flush=True)
           self.restarts += 1

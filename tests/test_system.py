@@ -143,6 +143,28 @@ def test_local_launcher_restarts_a_dead_actor(tmp_path):
     _stop(process)
 
 
+def test_local_launcher_restarts_deaths_but_not_finished_actors(monkeypatch):
+  # Exit status 0 is how an actor ends when the learner closed its queue;
+  # restarting it then would only start actors against a stopping learner.
+  statuses = {0: 0, 1: 3}  # task -> exit status of its (stand-in) process
+  monkeypatch.setattr(
+      main_lib.ActorLauncher, '_command',
+      lambda self, task: [sys.executable, '-c',
+                          f'import sys; sys.exit({statuses[task]})'])
+  launcher = main_lib.ActorLauncher(main_lib.parse_args(['--num_actors=2']),
+                                    'localhost:1')
+  launcher.start()
+  first = dict(launcher._processes)  # pylint: disable=protected-access
+  try:
+    time.sleep(7)  # The watcher polls every 2 s.
+    now = dict(launcher._processes)  # pylint: disable=protected-access
+  finally:
+    launcher.stop()
+  assert now[0] is first[0], 'a finished actor (status 0) was restarted'
+  assert now[1] is not first[1], 'a dead actor (status 3) was not restarted'
+  assert launcher.restarts >= 2  # Task 1, once per poll.
+
+
 def test_unknown_level_is_a_clear_error():
   result = subprocess.run(_command('--role=single_process', '--level=pongg'),
                           capture_output=True, text=True, cwd=REPO,
