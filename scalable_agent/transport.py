@@ -422,11 +422,18 @@ class UnrollQueue(object):
     # reports as InvalidArgument); `ignore_errors` drops that element and
     # `more` then ends the dataset. Dequeues cannot fail otherwise: unrolls
     # are validated on enqueue. A sequential map keeps FIFO order.
+    # Autotuning is off: a fixed prefetch leaves it nothing to tune, and its
+    # background thread made deleting the iterator at shutdown wait for the
+    # thread's next wake-up (seen: ~45 s after Ctrl-C, with the tf.data
+    # iterator destructor blocked on Model::OptimizeLoop).
+    options = tf.data.Options()
+    options.autotune.enabled = False
     return (tf.data.Dataset.from_tensors(0).repeat()
             .take_while(more)
             .map(dequeue)
             .ignore_errors(log_warning=False)
-            .prefetch(prefetch))
+            .prefetch(prefetch)
+            .with_options(options))
 
 
 
