@@ -49,7 +49,10 @@ class Actor:
     self.agent = agent
     self.env = env
     self.unroll_length = unroll_length
-    self.policy_version = 0
+    # No learner version yet: the learner's first published version is 0,
+    # and a 0 here would make the first fetch a no-op, so the first unroll
+    # would act with this copy's own random initial weights.
+    self.policy_version = -1
     n = env.num_envs
     env_output = env.reset()
     # The first observation starts an episode: `done` makes a recurrent core

@@ -306,7 +306,8 @@ def sample_actions(policy_logits, rng):
                    axis=-1).astype(np.int32)
 
 
-def play_level(policy, env, episodes, level_name, on_episode, rng=None):
+def play_level(policy, env, episodes, level_name, on_episode, rng=None,
+               greedy=False):
   """Plays `episodes` finished episodes of one level with `policy`.
 
   Args:
@@ -321,6 +322,7 @@ def play_level(policy, env, episodes, level_name, on_episode, rng=None):
       agent's own sampling draws from one TF random stream per process, so
       a level's episodes would depend on which levels its worker played
       before; a generator per level makes a run reproducible.
+    greedy: play the most probable action instead (argmax of the logits).
 
   Returns:
     List of `Episode`s, in the order they finished.
@@ -337,7 +339,10 @@ def play_level(policy, env, episodes, level_name, on_episode, rng=None):
   prev_action = np.zeros([num_envs], np.int32)
   while np.any(counts < quotas):
     agent_output, state = policy.step(prev_action, env_output, state)
-    if rng is None:
+    if greedy:
+      prev_action = np.argmax(np.asarray(agent_output.policy_logits),
+                              axis=-1).astype(np.int32)
+    elif rng is None:
       prev_action = np.asarray(agent_output.action, np.int32)
     else:
       prev_action = sample_actions(agent_output.policy_logits, rng)

@@ -36,17 +36,29 @@ from scalable_agent import vtrace
 Unroll = collections.namedtuple(
     'Unroll', 'level_id policy_version agent_state env_outputs agent_outputs')
 
-# What one learner step reports; all scalars, summed over the global batch
-# where they are sums.
+# What one learner step reports; all scalars. Sums are over the global batch
+# (T * B steps); the rest are means over it or ratios.
 StepStats = collections.namedtuple('StepStats', [
     'total_loss',        # The optimised loss.
     'policy_gradient_loss',
     'baseline_loss',     # 0.5 * sum (vs - V)^2, before baseline_cost.
     'entropy',           # sum of the policy's entropy (nats).
+    'entropy_per_step',  # mean entropy of one step's policy (nats).
+    'explained_variance',  # 1 - Var(vs - V) / Var(vs).
+    'mean_abs_advantage',  # mean |pg_advantage|.
+    'rho_clipped_fraction',  # steps with pi/mu > clip_rho_threshold.
+    'c_clipped_fraction',    # steps with pi/mu > 1 (c_bar, V-trace's traces).
+    'behaviour_kl',      # mean KL(mu || pi) per step, behaviour vs learner.
     'gradient_norm',     # global norm before clipping.
+    'clip_factor',       # what clipping multiplied the gradient by (<= 1).
     'learning_rate',
     'num_env_frames',    # after this step.
 ])
+
+# Global norm of each loss term's gradient (each weighted as in the total
+# loss), for one batch; see `Learner.gradient_norms_by_term`.
+TermGradientNorms = collections.namedtuple(
+    'TermGradientNorms', 'policy_gradient baseline entropy')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +79,8 @@ class Hyperparameters:
   decay: float = 0.99
   momentum: float = 0.
   epsilon: float = 0.1
+  # RMSProp's mean-square accumulator starts here (TF1: 1; PyTorch, Keras: 0).
+  initial_mean_square: float = 1.
   max_gradient_norm: float | None = None
 
   @property
@@ -117,7 +131,10 @@ def compute_loss(agent, batch, hparams):
     hparams: `Hyperparameters`.
 
   Returns:
-    (total_loss scalar, dict of loss terms for logging).
+    (total_loss scalar, dict of scalars). The dict holds the three loss terms
+    (sums over the T*B steps, before their costs) and the SUMS and counts
+    from which `diagnostics_from_sums` derives means; sums, so that replicas'
+    dicts add up to the global batch's.
   """
   learner_outputs, _ = agent.unroll(batch.agent_outputs.action,
                                     batch.env_outputs, batch.agent_state)
@@ -152,8 +169,8 @@ def compute_loss(agent, batch, hparams):
       labels=agent_outputs.action, logits=learner_outputs.policy_logits)
   policy_gradient_loss = tf.reduce_sum(
       cross_entropy * vtrace_returns.pg_advantages)
-  baseline_loss = 0.5 * tf.reduce_sum(
-      tf.square(vtrace_returns.vs - learner_outputs.baseline))
+  value_errors = vtrace_returns.vs - learner_outputs.baseline
+  baseline_loss = 0.5 * tf.reduce_sum(tf.square(value_errors))
   policy = tf.nn.softmax(learner_outputs.policy_logits)
   log_policy = tf.nn.log_softmax(learner_outputs.policy_logits)
   entropy = -tf.reduce_sum(policy * log_policy)
@@ -161,10 +178,63 @@ def compute_loss(agent, batch, hparams):
   total_loss = (policy_gradient_loss
                 + hparams.baseline_cost * baseline_loss
                 - hparams.entropy_cost * entropy)
+
+  # Diagnostics (no gradient flows through them).
+  value_errors = tf.stop_gradient(value_errors)
+  rhos = tf.exp(vtrace_returns.log_rhos)
+  behaviour_log_policy = tf.nn.log_softmax(agent_outputs.policy_logits)
+  behaviour_kl = tf.reduce_sum(
+      tf.exp(behaviour_log_policy)
+      * (behaviour_log_policy - tf.stop_gradient(log_policy)))
+
+  def count(condition):
+    return tf.reduce_sum(tf.cast(condition, tf.float32))
+
   return total_loss, {
       'policy_gradient_loss': policy_gradient_loss,
       'baseline_loss': baseline_loss,
       'entropy': entropy,
+      'num_steps': tf.cast(tf.size(rewards), tf.float32),
+      'sum_vs': tf.reduce_sum(vtrace_returns.vs),
+      'sum_vs_squared': tf.reduce_sum(tf.square(vtrace_returns.vs)),
+      'sum_value_error': tf.reduce_sum(value_errors),
+      'sum_value_error_squared': tf.reduce_sum(tf.square(value_errors)),
+      'sum_abs_advantage': tf.reduce_sum(
+          tf.abs(vtrace_returns.pg_advantages)),
+      # from_logits clips rho at its default clip_rho_threshold, 1.0, and
+      # the traces c at 1.0, so both count pi/mu > 1; kept apart because
+      # Table 2's variants change the first.
+      'num_rho_clipped': count(rhos > 1.),
+      'num_c_clipped': count(rhos > 1.),
+      'sum_behaviour_kl': behaviour_kl,
+  }
+
+
+def diagnostics_from_sums(terms):
+  """Means and ratios of the global batch from `compute_loss`'s sums.
+
+  Returns:
+    dict with entropy_per_step, explained_variance, mean_abs_advantage,
+    rho_clipped_fraction, c_clipped_fraction, behaviour_kl.
+  """
+  n = terms['num_steps']
+
+  def variance(total, total_squared):
+    mean = total / n
+    return total_squared / n - tf.square(mean)
+
+  var_vs = variance(terms['sum_vs'], terms['sum_vs_squared'])
+  var_error = variance(terms['sum_value_error'],
+                       terms['sum_value_error_squared'])
+  return {
+      'entropy_per_step': terms['entropy'] / n,
+      # 1 when the baseline predicts the targets exactly, 0 when it does no
+      # better than their mean; undefined (nan) for constant targets.
+      'explained_variance': 1. - var_error / var_vs,
+      'mean_abs_advantage': terms['sum_abs_advantage'] / n,
+      'rho_clipped_fraction': terms['num_rho_clipped'] / n,
+      'c_clipped_fraction': terms['num_c_clipped'] / n,
+      'behaviour_kl': terms['sum_behaviour_kl'] / n,
   }
 
 
@@ -180,18 +250,20 @@ class RMSProp(tf.Module):
     var <- var - mom
 
   Slots are created at construction (call it under the strategy's scope so
-  they are mirrored like the variables).
+  they are mirrored like the variables). `initial_mean_square` other than 1
+  departs from TF1 (0 is where PyTorch and Keras start).
   """
 
   def __init__(self, variables, decay=0.99, momentum=0., epsilon=0.1,
-               name='rmsprop'):
+               initial_mean_square=1., name='rmsprop'):
     super().__init__(name=name)
     self._decay = decay
     self._momentum = momentum
     self._epsilon = epsilon
     with self.name_scope:
       self.mean_squares = [
-          tf.Variable(tf.ones_like(v), trainable=False,
+          tf.Variable(tf.fill(tf.shape(v), float(initial_mean_square)),
+                      trainable=False,
                       name=v.name.split(':')[0].replace('/', '_') + '_ms')
           for v in variables]
       self.moments = [
@@ -305,10 +377,12 @@ class Learner:
       # Sonnet creates variables on first call: do it once, eagerly.
       compute_loss(agent, to_time_major(zeros_batch(specs, 1)), hparams)
       self.optimizer = RMSProp(agent.trainable_variables, hparams.decay,
-                               hparams.momentum, hparams.epsilon)
+                               hparams.momentum, hparams.epsilon,
+                               hparams.initial_mean_square)
       self.num_env_frames = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name='num_env_frames')
     self._compiled_step = tf.function(self._distributed_step)
+    self._compiled_term_norms = tf.function(self._distributed_term_norms)
 
   def _replica_gradients(self, batch):
     """Per replica: gradients and loss terms of this replica's sub-batch."""
@@ -326,7 +400,10 @@ class Learner:
     gradients, terms = self.strategy.reduce(
         tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     gradient_norm = tf.linalg.global_norm(gradients)
-    if self.hparams.max_gradient_norm is not None:
+    clip_factor = tf.constant(1.)
+    if self.hparams.max_gradient_norm:
+      clip_factor = tf.minimum(
+          1., self.hparams.max_gradient_norm / gradient_norm)
       gradients, _ = tf.clip_by_global_norm(
           gradients, self.hparams.max_gradient_norm, use_norm=gradient_norm)
     # The rate for this step uses the frames seen before it, as the reference.
@@ -342,8 +419,47 @@ class Learner:
         baseline_loss=terms['baseline_loss'],
         entropy=terms['entropy'],
         gradient_norm=gradient_norm,
+        clip_factor=clip_factor,
         learning_rate=learning_rate,
-        num_env_frames=self.num_env_frames.read_value())
+        num_env_frames=self.num_env_frames.read_value(),
+        **diagnostics_from_sums(terms))
+
+  def _replica_term_gradients(self, batch):
+    """Per replica: the gradient of each weighted loss term."""
+    variables = self.agent.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+      _, terms = compute_loss(self.agent, to_time_major(batch), self.hparams)
+      weighted = TermGradientNorms(
+          policy_gradient=terms['policy_gradient_loss'],
+          baseline=self.hparams.baseline_cost * terms['baseline_loss'],
+          entropy=-self.hparams.entropy_cost * terms['entropy'])
+    return TermGradientNorms(*[tape.gradient(term, variables)
+                               for term in weighted])
+
+  def _distributed_term_norms(self, distributed_batch):
+    per_replica = self.strategy.run(self._replica_term_gradients,
+                                    args=(distributed_batch,))
+    gradients = self.strategy.reduce(
+        tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    return TermGradientNorms(*[tf.linalg.global_norm(g) for g in gradients])
+
+  def gradient_norms_by_term(self, batch):
+    """Global gradient norm of each weighted loss term on a batch.
+
+    Costs three backward passes and changes nothing, so the training loop
+    calls it only when it logs (it answers "which term drives the update":
+    at initialisation on Pong the baseline's gradient is ~9x the policy
+    gradient's).
+
+    Args:
+      batch: as for `step`.
+
+    Returns:
+      `TermGradientNorms` of scalars: the norms of the gradients of
+      policy_gradient_loss, baseline_cost * baseline_loss and
+      -entropy_cost * entropy, before clipping.
+    """
+    return self._compiled_term_norms(self.distribute(batch))
 
   def distribute(self, batch):
     """Splits a global batch-major batch [B, ...] across the replicas."""

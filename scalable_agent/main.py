@@ -69,6 +69,13 @@ def parse_args(argv=None):
       help='Unrolls the learner queues (default 2 batches).')
   add('--checkpoint_every_s', type=float, default=600.)
   add('--log_every_s', type=float, default=10.)
+  add('--eval_every_frames', type=float, default=None,
+      help='Local wiring: a process plays the newest checkpoint each time '
+      'training passes a multiple of this many frames, greedy and sampled, '
+      'with the evaluation protocol (TensorBoard: <logdir>/evaluation). '
+      'Default 1e6 for one Atari game, else off; 0 turns it off.')
+  add('--eval_episodes', type=int, default=4,
+      help='Episodes per policy (greedy, sampled) per evaluation.')
   add('--dataset_path', default=None,
       help='DMLab psychlab dataset (Brady, Konkle, Oliva 2008).')
   add('--level_cache_dir', default=None,
@@ -78,14 +85,21 @@ def parse_args(argv=None):
   # Learner settings; unset ones take the suite's paper values.
   add('--batch_size', type=int)
   add('--unroll_length', type=int)
-  add('--total_environment_frames', type=float)
+  add('--total_environment_frames', type=float,
+      help='Frames of the learning-rate schedule (linear to 0); training '
+      'stops there unless --stop_at_frames is smaller.')
+  add('--stop_at_frames', type=float,
+      help='Stop training after this many frames, keeping the schedule.')
   add('--learning_rate', type=float)
   add('--entropy_cost', type=float)
   add('--baseline_cost', type=float)
   add('--discounting', type=float)
   add('--reward_clipping', choices=['abs_one', 'soft_asymmetric', 'none'])
   add('--epsilon', type=float)
-  add('--max_gradient_norm', type=float)
+  add('--initial_mean_square', type=float,
+      help="RMSProp accumulator's start (TF1, the paper: 1).")
+  add('--max_gradient_norm', type=float,
+      help='Global-norm gradient clipping; 0 turns it off.')
   args = parser.parse_args(argv)
   _apply_tf_config(args)
   return args
@@ -129,10 +143,18 @@ def _envs_per_actor(args, config):
 
 def _configure_tensorflow(args, role):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # Seeds the learner's initial weights and each actor's action sampling
+  # (actors differ by task index). Runs are still not bit-reproducible:
+  # which actor's unrolls the learner takes first depends on timing.
+  tf.random.set_seed(args.seed + (1 + args.task if role == 'actor' else 0))
   threads = args.intra_op_threads or (1 if role == 'actor' else None)
   if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _logdir(args):
+  return args.logdir or os.path.join('runs', args.level.replace('/', '_'))
 
 
 class Setup:
@@ -155,8 +177,7 @@ class Setup:
       raise SystemExit(f'scalable_agent: error: {e}') from None
     self.hparams = hyperparameters(args, self.config)
     self.envs_per_actor = num_envs or _envs_per_actor(args, self.config)
-    self.logdir = args.logdir or os.path.join(
-        'runs', args.level.replace('/', '_'))
+    self.logdir = _logdir(args)
 
     self.env = levels.make_environment(
         self.config, self.envs_per_actor,
@@ -187,12 +208,23 @@ def _training_loop(setup, learner, queue, endpoint):
       levels.level_names_by_id(setup.config), setup.config.suite,
       num_trained_levels=len(setup.config.levels),
       checkpoint_every_s=setup.args.checkpoint_every_s,
-      log_every_s=setup.args.log_every_s)
+      log_every_s=setup.args.log_every_s,
+      stop_at_frames=setup.args.stop_at_frames,
+      checkpoint_every_frames=_eval_every_frames(setup.args, setup.config))
   restored = loop.restore()
   print(f'[learner] level {setup.args.level}, {setup.config.suite} suite; '
         f'logdir {setup.logdir}'
         + (f'; resumed from {restored}' if restored else ''), flush=True)
   return loop
+
+
+def _eval_every_frames(args, config):
+  """Frames between evaluations during training; 0 if there are none."""
+  if args.role != 'local':
+    return 0  # Elsewhere, run python -m scalable_agent.periodic_evaluation.
+  if args.eval_every_frames is not None:
+    return int(args.eval_every_frames)
+  return int(1e6) if config.suite == 'atari' and len(config.levels) == 1 else 0
 
 
 def _queue_capacity(setup):
@@ -318,20 +350,31 @@ class ActorLauncher:
     argv = [sys.executable, '-m', 'scalable_agent.main', '--role=actor',
             f'--task={task}', f'--learner_address={self._address}']
     skip = {'role', 'task', 'learner_address', 'bind', 'num_actors',
-            'connect_timeout_s'}
+            'connect_timeout_s', 'eval_every_frames', 'eval_episodes'}
     for key, value in vars(self._args).items():
       if key not in skip and value is not None:
         argv.append(f'--{key}={value}')
     return argv
 
-  def start(self):
+  def start(self, evaluate_every_frames=0):
     for task in range(self._args.num_actors):
       self._processes[task] = subprocess.Popen(self._command(task))
+    if evaluate_every_frames:
+      # Not watched: an evaluator that dies costs curves, not training.
+      self._processes['evaluator'] = subprocess.Popen([
+          sys.executable, '-m', 'scalable_agent.periodic_evaluation',
+          f'--level={self._args.level}', f'--logdir={_logdir(self._args)}',
+          f'--every_frames={evaluate_every_frames}',
+          f'--episodes={self._args.eval_episodes}',
+          f'--seed={self._args.seed}'] + (
+              [f'--torso={self._args.torso}'] if self._args.torso else []))
     threading.Thread(target=self._watch, daemon=True).start()
 
   def _watch(self):
     while not self._stopping.wait(2.):
       for task, process in list(self._processes.items()):
+        if task == 'evaluator':
+          continue
         code = process.poll()
         if code and not self._stopping.is_set():
           print(f'[launcher] actor {task} exited with code {code}; '
@@ -355,9 +398,14 @@ def run_local(args):
   """Learner here, actors as local processes (the default)."""
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   bind = args.bind or f'localhost:{transport.free_port()}'
+  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
   launcher = ActorLauncher(args, bind)
+  try:
+    config = levels.resolve(args.level)
+  except ValueError as e:
+    raise SystemExit(f'scalable_agent: error: {e}') from None
   # Actors start while the learner builds; they wait for it to listen.
-  launcher.start()
+  launcher.start(_eval_every_frames(args, config))
   try:
     return run_learner(args, bind)
   finally:

@@ -133,12 +133,24 @@ class TrainingLoop:
       is reported once each has finished an episode).
     checkpoint_every_s, log_every_s: periods.
     print_fn: where console lines go.
+    stop_at_frames: stop training here (default: the learning-rate
+      schedule's end, hparams.total_environment_frames). Lets a run stop
+      early without changing its schedule, e.g. an A/B run of 5M frames of
+      a 10M-frame schedule.
+    checkpoint_every_frames: also checkpoint each time the frame count
+      passes a multiple of this (for `periodic_evaluation`); 0: only by
+      time.
   """
 
   def __init__(self, learner, queue, endpoint, logdir, level_names,
                suite='gymnasium', num_trained_levels=1,
-               checkpoint_every_s=600., log_every_s=10., print_fn=print):
+               checkpoint_every_s=600., log_every_s=10., print_fn=print,
+               stop_at_frames=None, checkpoint_every_frames=0):
     self.learner = learner
+    self._checkpoint_every_frames = int(checkpoint_every_frames or 0)
+    self.stop_at_frames = min(
+        stop_at_frames or learner.hparams.total_environment_frames,
+        learner.hparams.total_environment_frames)
     self.queue = queue
     self.endpoint = endpoint
     self.logdir = logdir
@@ -205,7 +217,7 @@ class TrainingLoop:
     try:
       while (not self._stop.is_set()
              and int(self.learner.num_env_frames)
-             < hparams.total_environment_frames
+             < self.stop_at_frames
              and (max_steps is None or steps < max_steps)):
         try:
           batch = next(iterator)
@@ -213,6 +225,11 @@ class TrainingLoop:
           if self._stop.is_set():  # stop() closed the queue.
             break
           raise
+        log_now = time.time() - last_log >= self._log_every_s
+        # Per-term gradient norms cost three backward passes: only on the
+        # steps that log, on the batch this step is about to train on.
+        term_norms = (self.learner.gradient_norms_by_term(batch) if log_now
+                      else None)
         stats = self.learner.step(batch)
         self.step_counter.assign_add(1)
         version = int(self.step_counter)
@@ -225,15 +242,19 @@ class TrainingLoop:
         self.statistics.add_episodes(episodes)
         lag = version - 1 - float(np.mean(batch.policy_version.numpy()))
         now = time.time()
-        if now - last_log >= self._log_every_s:
+        if log_now:
           frames = int(stats.num_env_frames)
           fps = (frames - frames_at_last_log) / (now - last_log)
-          self._report(stats, fps, lag, version)
+          self._report(stats, fps, lag, version, term_norms)
           last_log, frames_at_last_log = now, frames
           logged = True
         else:
           logged = False
-        if now - last_checkpoint >= self._checkpoint_every_s:
+        frames = int(stats.num_env_frames)
+        every = self._checkpoint_every_frames
+        if (now - last_checkpoint >= self._checkpoint_every_s or
+            (every and frames // every
+             > (frames - hparams.frames_per_step) // every)):
           self.save()
           last_checkpoint = now
     finally:
@@ -249,15 +270,20 @@ class TrainingLoop:
       self._writer.flush()
     return steps
 
-  def _report(self, stats, fps, lag, version):
+  def _report(self, stats, fps, lag, version, term_norms=None):
     frames = int(stats.num_env_frames)
+    agent_steps = frames // self.learner.hparams.num_action_repeats
     queue_size = self.queue.queue_size()
     mean_return = self.statistics.mean_return()
     scores, suite_score = self.statistics.human_normalized()
     with self._writer.as_default(step=frames):
-      for field in ('total_loss', 'policy_gradient_loss', 'baseline_loss',
-                    'entropy', 'gradient_norm', 'learning_rate'):
-        tf.summary.scalar(f'learner/{field}', getattr(stats, field))
+      for field in learner_lib.StepStats._fields:
+        if field != 'num_env_frames':
+          tf.summary.scalar(f'learner/{field}', getattr(stats, field))
+      if term_norms is not None:
+        for field, norm in term_norms._asdict().items():
+          tf.summary.scalar(f'learner/gradient_norm_{field}', norm)
+      tf.summary.scalar('learner/agent_steps', agent_steps)
       tf.summary.scalar('throughput/frames_per_second', fps)
       tf.summary.scalar('throughput/queue_fill',
                         queue_size / self.queue.capacity)
@@ -270,10 +296,12 @@ class TrainingLoop:
         tf.summary.scalar(f'human_normalized_score/{level}', score)
       if suite_score is not None:
         tf.summary.scalar('human_normalized_score/suite', suite_score)
-    line = (f'[learner] step {version}  frames {frames:,}  fps {fps:,.0f}  '
+    line = (f'[learner] step {version}  frames {frames:,} '
+            f'(agent steps {agent_steps:,})  fps {fps:,.0f}  '
             f'return {mean_return:.2f} ({self.statistics.episodes} episodes)  '
             f'loss {float(stats.total_loss):.3f}  '
-            f'entropy {float(stats.entropy):.1f}  '
+            f'entropy/step {float(stats.entropy_per_step):.3f}  '
+            f'grad norm {float(stats.gradient_norm):.1f}  '
             f'queue {queue_size}/{self.queue.capacity}  lag {lag:.1f}')
     if suite_score is not None:
       line += f'  suite score {suite_score:.1f}%'

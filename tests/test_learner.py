@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import sonnet as snt
 import tensorflow as tf
 
 from scalable_agent import environments
@@ -160,7 +161,9 @@ def _numpy_loss(learner_logits, learner_baselines, behaviour_logits, actions,
   probs = np.exp(target_lp)
   entropy = -np.sum(probs * target_lp)
   total = pg_loss + hp.baseline_cost * baseline_loss - hp.entropy_cost * entropy
-  return total, pg_loss, baseline_loss, entropy
+  return dict(total=total, pg_loss=pg_loss, baseline_loss=baseline_loss,
+              entropy=entropy, vs=vs, values=values, pg_adv=pg_adv, rhos=rhos,
+              target_lp=target_lp, behaviour_lp=behaviour_lp, actions=a)
 
 
 def test_compute_loss_matches_numpy():
@@ -190,7 +193,29 @@ def test_compute_loss_matches_numpy():
                          hp)
   np.testing.assert_allclose(
       [total, terms['policy_gradient_loss'], terms['baseline_loss'],
-       terms['entropy']], expected, rtol=1e-4)
+       terms['entropy']],
+      [expected[k] for k in ('total', 'pg_loss', 'baseline_loss', 'entropy')],
+      rtol=1e-4)
+
+  # The diagnostics, each from its definition.
+  diagnostics = learner_lib.diagnostics_from_sums(terms)
+  vs, values = expected['vs'], expected['values']
+  behaviour_lp, target_lp = expected['behaviour_lp'], expected['target_lp']
+  num_steps = (T1 - 1) * B
+  want = {
+      'entropy_per_step': expected['entropy'] / num_steps,
+      'explained_variance': 1 - np.var(vs - values) / np.var(vs),
+      'mean_abs_advantage': np.mean(np.abs(expected['pg_adv'])),
+      'rho_clipped_fraction': np.mean(expected['rhos'] > 1),
+      'c_clipped_fraction': np.mean(expected['rhos'] > 1),
+      'behaviour_kl': np.mean(np.sum(
+          np.exp(behaviour_lp) * (behaviour_lp - target_lp), -1)),
+  }
+  assert set(diagnostics) == set(want)
+  assert 0 < want['rho_clipped_fraction'] < 1  # The batch tests both sides.
+  for name, value in want.items():
+    np.testing.assert_allclose(diagnostics[name], value, rtol=1e-4,
+                               atol=1e-6, err_msg=name)
 
 
 # ----------------------------------------------------------------------------
@@ -230,6 +255,74 @@ def test_eager_and_tf_function_steps_agree():
   for a, b in zip(compiled.agent.trainable_variables,
                   eager.agent.trainable_variables):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+class _Identity(snt.Module):
+  """A torso that passes a vector observation through, so the agent is a
+  linear policy and a linear baseline whose gradients numpy can write."""
+
+  def __call__(self, observation):
+    return tf.cast(observation, tf.float32)
+
+
+def test_gradient_norms_by_term_and_clip_factor_match_numpy():
+  hp = learner_lib.Hyperparameters(
+      batch_size=3, unroll_length=6, entropy_cost=0.05, baseline_cost=0.5,
+      learning_rate=0.01, epsilon=0.01, max_gradient_norm=0.3)
+  num_actions, dim = 4, 5
+  agent = networks.ImpalaAgent(num_actions, _Identity(), use_lstm=False)
+  specs = learner_lib.unroll_specs(
+      agent, tf.TensorSpec([dim], tf.float32), hp.unroll_length)
+  learner = learner_lib.Learner(agent, specs, hp)
+  batch = random_batch(specs, hp.batch_size, num_actions, seed=7)
+  # Time-major numpy inputs: x [T+1, B, D], actions, rewards, done, mu.
+  tm = learner_lib.to_time_major(batch)
+  x = tm.env_outputs.observation.numpy().astype(np.float64)
+  w_pi, b_pi = [v.numpy().astype(np.float64)
+                for v in agent._policy_logits.trainable_variables[::-1]]
+  w_v, b_v = [v.numpy().astype(np.float64)
+              for v in agent._baseline.trainable_variables[::-1]]
+  assert w_pi.shape == (dim, num_actions) and w_v.shape == (dim, 1)
+  logits = x @ w_pi + b_pi
+  baselines = (x @ w_v + b_v)[..., 0]
+  f64 = lambda t: t.numpy().astype(np.float64)
+  np_loss = _numpy_loss(logits, baselines, f64(tm.agent_outputs.policy_logits),
+                        tm.agent_outputs.action.numpy(),
+                        f64(tm.env_outputs.reward), f64(tm.env_outputs.done),
+                        hp)
+  x_t = x[:-1]  # The observations whose outputs enter the loss.
+  probs = np.exp(np_loss['target_lp'])
+  one_hot = np.eye(num_actions)[np_loss['actions']]
+  # d/dlogits of sum(-log pi(a) * adv), of -c * H and d/dV of
+  # b * 0.5 * sum (vs - V)^2 (vs and the advantages are constants).
+  d_pg = np_loss['pg_adv'][..., None] * (probs - one_hot)
+  entropy_rows = -np.sum(probs * np_loss['target_lp'], -1, keepdims=True)
+  d_entropy = hp.entropy_cost * probs * (np_loss['target_lp'] + entropy_rows)
+  d_value = -hp.baseline_cost * (np_loss['vs'] - np_loss['values'])
+
+  def head_norm(d_out):  # Global norm of a linear head's (W, b) gradient.
+    d_w = np.einsum('tbd,tba->da', x_t, d_out)
+    d_b = d_out.sum((0, 1))
+    return np.sqrt((d_w ** 2).sum() + (d_b ** 2).sum())
+
+  want = learner_lib.TermGradientNorms(
+      policy_gradient=head_norm(d_pg), baseline=head_norm(d_value[..., None]),
+      entropy=head_norm(d_entropy))
+  norms = learner.gradient_norms_by_term(batch)
+  np.testing.assert_allclose(norms, want, rtol=1e-4)
+
+  total_norm = head_norm(d_pg + d_entropy) ** 2 + head_norm(
+      d_value[..., None]) ** 2
+  total_norm = np.sqrt(total_norm)
+  assert total_norm > hp.max_gradient_norm  # So clipping is active.
+  stats = learner.step(batch)
+  np.testing.assert_allclose(stats.gradient_norm, total_norm, rtol=1e-4)
+  np.testing.assert_allclose(stats.clip_factor,
+                             hp.max_gradient_norm / total_norm, rtol=1e-4)
+  # The step reports the same diagnostics as the loss's sums give.
+  np.testing.assert_allclose(
+      stats.entropy_per_step,
+      np_loss['entropy'] / (hp.unroll_length * hp.batch_size), rtol=1e-4)
 
 
 def test_step_applies_tf1_rmsprop_with_annealed_rate_and_clipping():

@@ -1,0 +1,213 @@
+"""Learning curves: seeded training runs, and several runs compared.
+
+    # One seeded run: trains --level for --frames environment frames in its
+    # own logdir (resuming it if it is there), then writes curve.csv and
+    # curve.png into it. Flags after -- go to `scalable_agent` unchanged.
+    python -m scalable_agent.learning_curves run --level=pong --frames=5e6 \\
+        --seed=0 --logdir=runs/ab/paper -- --hparams=paper
+
+    # Several runs in one PNG, with a table of the return at fixed frames:
+    python -m scalable_agent.learning_curves compare runs/ab/paper \\
+        runs/ab/fast --at 2.5e6 5e6 1e7 --output docs/learning
+
+A curve is what training logs (`report.read_scalars`): the mean return of
+the last 100 training episodes (`episode_return/<level>`) against
+environment frames and agent steps (frames / action repeats), plus, where
+the run had an evaluator (`periodic_evaluation`), the greedy and sampled
+evaluation returns. `compare` writes:
+
+    curves.csv     run, frames, agent_steps, kind, return (kind: training,
+                   greedy, sampled)
+    curves.png     the training returns of all runs over frames (solid), the
+                   greedy evaluation returns dashed
+    returns.md     per run: the training return at each --at frame count
+                   (the last value logged at or before it; '-' if the run
+                   stopped earlier), then the greedy evaluation return there
+"""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from scalable_agent import report
+
+# The kinds of return a curve may hold, and their TensorBoard tags (the
+# training one is per level: episode_return/<level>).
+EVALUATION_TAGS = {'greedy': 'evaluation/greedy_return',
+                   'sampled': 'evaluation/sampled_return'}
+
+
+def read_curves(logdir):
+  """{kind: report.Series of (frames, return)} of one run.
+
+  Args:
+    logdir: the run's --logdir.
+
+  Raises:
+    ValueError: the run logged no episode return, or several levels.
+  """
+  scalars = report.read_scalars(logdir)
+  levels = [t for t in scalars if t.startswith('episode_return/')]
+  if len(levels) != 1:
+    raise ValueError(
+        f'{logdir!r} has {len(levels)} episode_return/<level> series '
+        f'({levels}); learning curves compare single-level runs.')
+  curves = {'training': scalars[levels[0]]}
+  evaluation_dir = os.path.join(logdir, 'evaluation')
+  if os.path.isdir(evaluation_dir):
+    evaluation = report.read_scalars(evaluation_dir)
+    for kind, tag in EVALUATION_TAGS.items():
+      if tag in evaluation:
+        curves[kind] = evaluation[tag]
+  return curves
+
+
+def return_at(series, frames):
+  """The last value logged at or before `frames`, or None if the series
+  ends before `frames` (within 1% of it, as logging is periodic)."""
+  if series is None or not len(series.steps):
+    return None
+  if series.steps[-1] < 0.99 * frames:
+    return None
+  index = np.searchsorted(series.steps, frames, side='right') - 1
+  return None if index < 0 else float(series.values[index])
+
+
+def write_csv(runs, path, action_repeats=4):
+  """runs: list of (label, curves). Writes curves.csv rows."""
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['run', 'frames', 'agent_steps', 'kind', 'return'])
+    for label, curves in runs:
+      for kind, series in curves.items():
+        for frames, value in zip(series.steps, series.values):
+          writer.writerow([label, int(frames), int(frames) // action_repeats,
+                           kind, f'{float(value):.4g}'])
+  return path
+
+
+def plot(runs, path, title='Mean return of the last 100 training episodes'):
+  """One PNG: each run's training curve (solid) and greedy evaluation
+  (dashed, same colour), over environment frames."""
+  plt = report._pyplot()  # pylint: disable=protected-access
+  figure, axes = plt.subplots(figsize=(8, 4.8))
+  for index, (label, curves) in enumerate(runs):
+    colour = f'C{index % 10}'
+    series = curves['training']
+    axes.plot(series.steps, series.values, color=colour, label=label)
+    if 'greedy' in curves:
+      greedy = curves['greedy']
+      axes.plot(greedy.steps, greedy.values, color=colour, linestyle='--',
+                marker='.', linewidth=0.8)
+  axes.set_xlabel('environment frames (agent steps x 4)')
+  axes.set_ylabel('return')
+  axes.ticklabel_format(axis='x', style='sci', scilimits=(0, 0))
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize=7, loc='upper left')
+  axes.set_title(title + '\n(dashed: greedy evaluation of checkpoints)',
+                 fontsize=9)
+  figure.tight_layout()
+  figure.savefig(path, dpi=90)
+  plt.close(figure)
+  return path
+
+
+def returns_table(runs, at):
+  """Markdown: per run, the training return at each frame count of `at`,
+  then the greedy evaluation return there."""
+  def cell(value):
+    return '-' if value is None else f'{value:+.1f}'
+
+  def frames_label(frames):
+    return f'{frames / 1e6:g}M'
+
+  header = (['run'] + [f'train {frames_label(f)}' for f in at]
+            + [f'greedy {frames_label(f)}' for f in at])
+  lines = ['| ' + ' | '.join(header) + ' |',
+           '|' + '---|' * len(header)]
+  for label, curves in runs:
+    cells = [cell(return_at(curves['training'], f)) for f in at]
+    cells += [cell(return_at(curves.get('greedy'), f)) for f in at]
+    lines.append('| ' + ' | '.join([label] + cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def compare(logdirs, output_dir, at=(2.5e6, 5e6, 1e7), labels=None):
+  """Writes curves.csv, curves.png and returns.md; returns their paths."""
+  if labels and len(labels) != len(logdirs):
+    raise ValueError(f'{len(labels)} labels for {len(logdirs)} runs.')
+  os.makedirs(output_dir, exist_ok=True)
+  runs = [(labels[i] if labels else os.path.basename(os.path.normpath(d)),
+           read_curves(d)) for i, d in enumerate(logdirs)]
+  paths = {
+      'csv': write_csv(runs, os.path.join(output_dir, 'curves.csv')),
+      'png': plot(runs, os.path.join(output_dir, 'curves.png')),
+      'table': os.path.join(output_dir, 'returns.md'),
+  }
+  with open(paths['table'], 'w') as f:
+    f.write(returns_table(runs, at))
+  return paths
+
+
+def run(level, frames, logdir, seed=0, training_flags=()):
+  """Trains `level` for `frames` frames in `logdir`, then writes its curve.
+
+  Returns:
+    compare()'s paths for this one run (written into logdir).
+  """
+  flags = [f'--level={level}', f'--seed={seed}', f'--logdir={logdir}',
+           f'--stop_at_frames={frames}', *training_flags]
+  print('[learning_curves] scalable_agent ' + ' '.join(flags), flush=True)
+  result = subprocess.run(
+      [sys.executable, '-m', 'scalable_agent.main'] + flags, check=False)
+  if result.returncode:
+    raise SystemExit(f'[learning_curves] training exited with status '
+                     f'{result.returncode}; its logdir {logdir} keeps what '
+                     'it wrote (run again to resume).')
+  return compare([logdir], logdir)
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(
+      prog='python -m scalable_agent.learning_curves',
+      description=__doc__.split('\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest='command', required=True)
+  run_parser = commands.add_parser('run', help='one seeded training run')
+  run_parser.add_argument('--level', default='pong')
+  run_parser.add_argument('--frames', type=float, required=True)
+  run_parser.add_argument('--seed', type=int, default=0)
+  run_parser.add_argument('--logdir', required=True)
+  run_parser.add_argument('training_flags', nargs='*',
+                          help='after --: flags for scalable_agent')
+  compare_parser = commands.add_parser('compare', help='overlay runs')
+  compare_parser.add_argument('logdirs', nargs='+')
+  compare_parser.add_argument('--at', type=float, nargs='+',
+                              default=[2.5e6, 5e6, 1e7])
+  compare_parser.add_argument('--labels', nargs='+', default=None)
+  compare_parser.add_argument('--output', required=True)
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  try:
+    if args.command == 'run':
+      paths = run(args.level, args.frames, args.logdir, args.seed,
+                  args.training_flags)
+    else:
+      paths = compare(args.logdirs, args.output, args.at, args.labels)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  for kind, path in sorted(paths.items()):
+    print(f'{kind}: {path}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
