@@ -27,6 +27,7 @@ and stops. Run the same command again to resume from the newest checkpoint in
 """
 
 import argparse
+import collections
 import dataclasses
 import json
 import os
@@ -337,12 +338,33 @@ class ActorLauncher:
 
   An actor that exits with status 0 has finished (the learner closed its
   queue: training is over) and is not restarted; any other exit is a death.
+  A dead actor is restarted after a delay that doubles with each death in a
+  row that came within `fast_failure_s` of its start (from `backoff_s` up to
+  `max_backoff_s`): a crash that repeats at once (a bad flag, a missing
+  ROM) is not retried every few seconds forever. After `max_fast_failures`
+  such deaths in a row the launcher gives up on that actor with a message;
+  when it has given up on all of them it calls `on_all_failed` (by default:
+  SIGTERM to this process, so the learner checkpoints and stops instead of
+  waiting for data that will not come).
   """
 
-  def __init__(self, args, address):
+  def __init__(self, args, address, backoff_s=1., max_backoff_s=60.,
+               fast_failure_s=60., max_fast_failures=5, on_all_failed=None,
+               poll_s=0.5):
     self._args = args
     self._address = address
     self._processes = {}
+    self._started_at = {}
+    self._fast_failures = collections.Counter()
+    self._restart_at = {}
+    self._given_up = set()
+    self._backoff_s = backoff_s
+    self._max_backoff_s = max_backoff_s
+    self._fast_failure_s = fast_failure_s
+    self._max_fast_failures = max_fast_failures
+    self._on_all_failed = on_all_failed or (
+        lambda: os.kill(os.getpid(), signal.SIGTERM))
+    self._poll_s = poll_s
     self._stopping = threading.Event()
     self.restarts = 0
 
@@ -356,9 +378,13 @@ class ActorLauncher:
         argv.append(f'--{key}={value}')
     return argv
 
+  def _start_actor(self, task):
+    self._processes[task] = subprocess.Popen(self._command(task))
+    self._started_at[task] = time.monotonic()
+
   def start(self, evaluate_every_frames=0):
     for task in range(self._args.num_actors):
-      self._processes[task] = subprocess.Popen(self._command(task))
+      self._start_actor(task)
     if evaluate_every_frames:
       # Not watched: an evaluator that dies costs curves, not training.
       self._processes['evaluator'] = subprocess.Popen([
@@ -371,16 +397,42 @@ class ActorLauncher:
     threading.Thread(target=self._watch, daemon=True).start()
 
   def _watch(self):
-    while not self._stopping.wait(2.):
-      for task, process in list(self._processes.items()):
-        if task == 'evaluator':
+    while not self._stopping.wait(self._poll_s):
+      now = time.monotonic()
+      for task in range(self._args.num_actors):
+        if task in self._given_up:
           continue
-        code = process.poll()
-        if code and not self._stopping.is_set():
-          print(f'[launcher] actor {task} exited with code {code}; '
-                'restarting it.', flush=True)
-          self.restarts += 1
-          self._processes[task] = subprocess.Popen(self._command(task))
+        if task in self._restart_at:
+          if now >= self._restart_at[task]:
+            del self._restart_at[task]
+            self.restarts += 1
+            self._start_actor(task)
+          continue
+        code = self._processes[task].poll()
+        if not code:
+          continue  # Running (None) or finished (0).
+        lived_s = now - self._started_at[task]
+        if lived_s < self._fast_failure_s:
+          self._fast_failures[task] += 1
+        else:
+          self._fast_failures[task] = 1
+        failures = self._fast_failures[task]
+        if failures >= self._max_fast_failures:
+          self._given_up.add(task)
+          print(f'[launcher] actor {task} exited with code {code}, its '
+                f'{failures}th death in a row within '
+                f'{self._fast_failure_s:.0f} s of starting; not restarting '
+                'it. Its own error is printed above.', flush=True)
+          if len(self._given_up) == self._args.num_actors:
+            print('[launcher] every actor keeps failing: stopping training.',
+                  flush=True)
+            self._on_all_failed()
+          continue
+        delay = min(self._backoff_s * 2 ** (failures - 1),
+                    self._max_backoff_s)
+        print(f'[launcher] actor {task} exited with code {code}; restarting '
+              f'it in {delay:.0f} s.', flush=True)
+        self._restart_at[task] = now + delay
 
   def stop(self):
     self._stopping.set()

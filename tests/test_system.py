@@ -10,8 +10,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import numpy as np
 import pytest
 
 from scalable_agent import main as main_lib
@@ -143,26 +145,54 @@ def test_local_launcher_restarts_a_dead_actor(tmp_path):
     _stop(process)
 
 
+def _stand_in_actors(monkeypatch, statuses, starts):
+  """Actor processes that exit at once with statuses[task]; their start
+  times go to starts[task]."""
+  def command(self, task):
+    del self
+    starts.setdefault(task, []).append(time.monotonic())
+    return [sys.executable, '-c', f'import sys; sys.exit({statuses[task]})']
+  monkeypatch.setattr(main_lib.ActorLauncher, '_command', command)
+
+
 def test_local_launcher_restarts_deaths_but_not_finished_actors(monkeypatch):
   # Exit status 0 is how an actor ends when the learner closed its queue;
   # restarting it then would only start actors against a stopping learner.
-  statuses = {0: 0, 1: 3}  # task -> exit status of its (stand-in) process
-  monkeypatch.setattr(
-      main_lib.ActorLauncher, '_command',
-      lambda self, task: [sys.executable, '-c',
-                          f'import sys; sys.exit({statuses[task]})'])
+  starts = {}
+  _stand_in_actors(monkeypatch, {0: 0, 1: 3}, starts)
   launcher = main_lib.ActorLauncher(main_lib.parse_args(['--num_actors=2']),
-                                    'localhost:1')
+                                    'localhost:1', backoff_s=0.2,
+                                    poll_s=0.05)
   launcher.start()
-  first = dict(launcher._processes)  # pylint: disable=protected-access
   try:
-    time.sleep(7)  # The watcher polls every 2 s.
-    now = dict(launcher._processes)  # pylint: disable=protected-access
+    deadline = time.monotonic() + 60
+    while len(starts.get(1, [])) < 3 and time.monotonic() < deadline:
+      time.sleep(0.05)
   finally:
     launcher.stop()
-  assert now[0] is first[0], 'a finished actor (status 0) was restarted'
-  assert now[1] is not first[1], 'a dead actor (status 3) was not restarted'
-  assert launcher.restarts >= 2  # Task 1, once per poll.
+  assert len(starts[0]) == 1, 'a finished actor (status 0) was restarted'
+  assert len(starts[1]) >= 3, 'a dead actor (status 3) was not restarted'
+
+
+def test_local_launcher_backs_off_then_gives_up(monkeypatch):
+  starts = {}
+  _stand_in_actors(monkeypatch, {0: 3}, starts)
+  gave_up = threading.Event()
+  launcher = main_lib.ActorLauncher(
+      main_lib.parse_args(['--num_actors=1']), 'localhost:1', backoff_s=0.2,
+      max_fast_failures=4, poll_s=0.02, on_all_failed=gave_up.set)
+  launcher.start()
+  try:
+    assert gave_up.wait(timeout=60), 'the launcher never gave up'
+    time.sleep(0.5)  # Nothing more is started after giving up.
+  finally:
+    launcher.stop()
+  # 4 deaths: the first start and 3 restarts, after delays that double
+  # (0.2, 0.4, 0.8 s, plus process start-up and polling).
+  assert len(starts[0]) == 4 and launcher.restarts == 3
+  gaps = np.diff(starts[0])
+  for gap, delay in zip(gaps, (0.2, 0.4, 0.8)):
+    assert delay <= gap < delay + 2.0, gaps
 
 
 def test_unknown_level_is_a_clear_error():
