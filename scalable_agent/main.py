@@ -337,7 +337,8 @@ class ActorLauncher:
   """Starts actor processes and restarts any that die (local wiring).
 
   An actor that exits with status 0 has finished (the learner closed its
-  queue: training is over) and is not restarted; any other exit is a death.
+  queue: training is over) and one stopped by SIGINT or SIGTERM was stopped
+  on purpose: neither is restarted. Any other exit is a death.
   A dead actor is restarted after a delay that doubles with each death in a
   row that came within `fast_failure_s` of its start (from `backoff_s` up to
   `max_backoff_s`): a crash that repeats at once (a bad flag, a missing
@@ -411,6 +412,11 @@ class ActorLauncher:
         code = self._processes[task].poll()
         if not code:
           continue  # Running (None) or finished (0).
+        if code in (-signal.SIGINT, -signal.SIGTERM):
+          # Stopped on purpose (Ctrl-C reaches the whole process group, or
+          # someone sent SIGTERM): not a crash to repair.
+          self._given_up.add(task)
+          continue
         lived_s = now - self._started_at[task]
         if lived_s < self._fast_failure_s:
           self._fast_failures[task] += 1

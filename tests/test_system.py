@@ -146,12 +146,17 @@ def test_local_launcher_restarts_a_dead_actor(tmp_path):
 
 
 def _stand_in_actors(monkeypatch, statuses, starts):
-  """Actor processes that exit at once with statuses[task]; their start
-  times go to starts[task]."""
+  """Actor processes that exit at once with statuses[task] (negative: killed
+  by that signal); their start times go to starts[task]."""
   def command(self, task):
     del self
     starts.setdefault(task, []).append(time.monotonic())
-    return [sys.executable, '-c', f'import sys; sys.exit({statuses[task]})']
+    status = statuses[task]
+    if status < 0:  # Death by signal -status.
+      return [sys.executable, '-c',
+              f'import os; os.kill(os.getpid(), {-status}); '
+              'import time; time.sleep(10)']
+    return [sys.executable, '-c', f'import sys; sys.exit({status})']
   monkeypatch.setattr(main_lib.ActorLauncher, '_command', command)
 
 
@@ -159,8 +164,8 @@ def test_local_launcher_restarts_deaths_but_not_finished_actors(monkeypatch):
   # Exit status 0 is how an actor ends when the learner closed its queue;
   # restarting it then would only start actors against a stopping learner.
   starts = {}
-  _stand_in_actors(monkeypatch, {0: 0, 1: 3}, starts)
-  launcher = main_lib.ActorLauncher(main_lib.parse_args(['--num_actors=2']),
+  _stand_in_actors(monkeypatch, {0: 0, 1: 3, 2: -signal.SIGTERM}, starts)
+  launcher = main_lib.ActorLauncher(main_lib.parse_args(['--num_actors=3']),
                                     'localhost:1', backoff_s=0.2,
                                     poll_s=0.05)
   launcher.start()
@@ -172,6 +177,7 @@ def test_local_launcher_restarts_deaths_but_not_finished_actors(monkeypatch):
     launcher.stop()
   assert len(starts[0]) == 1, 'a finished actor (status 0) was restarted'
   assert len(starts[1]) >= 3, 'a dead actor (status 3) was not restarted'
+  assert len(starts[2]) == 1, 'an actor stopped by SIGTERM was restarted'
 
 
 def test_local_launcher_backs_off_then_gives_up(monkeypatch):
