@@ -35,7 +35,7 @@ setuptools.setup(
         'matplotlib>=3.8',
     ],
     extras_require={
-        'test': ['pytest>=8'],
+        'test': ['pytest>=8', 'ruff>=0.6'],
         # DeepMind Lab's pip package (built from source) imports these.
         'dmlab': ['dm-env>=1.6', 'pillow>=10'],
     },

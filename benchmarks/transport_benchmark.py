@@ -168,7 +168,8 @@ def bench_send(address, seconds, rounds, rng):
         f'{unroll_bytes / 1e6:.3f} MB per unroll, '
         f'{client.unrolls_per_message()} unrolls per message')
   ks = (1, 6, 32)
-  cases = {k: (lambda u=make_unrolls(k, rng): client.send(u)) for k in ks}
+  unrolls = {k: make_unrolls(k, rng) for k in ks}
+  cases = {k: (lambda u=unrolls[k]: client.send(u)) for k in ks}
   for k, (median, best) in interleaved(cases, seconds, rounds).items():
     print(f'  send(k={k:2d}): {k / median:7.1f} unrolls/s '
           f'{k * unroll_bytes / median / 1e6:6.1f} MB/s '

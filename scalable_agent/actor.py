@@ -19,12 +19,10 @@ which is `transport.ActorClient` across processes and machines, and
 debugging). The actor code is the same either way.
 """
 
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from scalable_agent import environments
 from scalable_agent import learner as learner_lib
 from scalable_agent import networks
 

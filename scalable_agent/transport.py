@@ -595,7 +595,7 @@ class LearnerServer(object):
       # 2. Shapes: every field must be [k, *spec.shape] with the same k.
       tensors = []
       with tf.control_dependencies(checks):
-        for name, spec, e in zip(names, flat_specs, encoded):
+        for spec, e in zip(flat_specs, encoded):
           tensors.append(tf.io.parse_tensor(e, out_type=spec.dtype))
       k = tf.shape(tensors[0], out_type=tf.int64)[0:1]
       for name, spec, t in zip(names, flat_specs, tensors):

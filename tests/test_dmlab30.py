@@ -244,7 +244,7 @@ def test_episode_end_terminates_and_reset_reseeds_with_python_ints(
   instance = lab.INSTANCES[-1]
   _, info = env.reset(seed=123)
   seeds = [info['engine_seed']]
-  for episode in range(4):
+  for _ in range(4):
     rewards = []
     terminated = False
     while not terminated:

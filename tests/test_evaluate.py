@@ -8,8 +8,6 @@ DMLab-30 path runs against the stand-in `deepmind_lab` module
 import csv
 import json
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest

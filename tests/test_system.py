@@ -120,7 +120,7 @@ def test_ctrl_c_checkpoints_and_a_rerun_resumes(tmp_path):
     assert line, ''.join(lines[-30:])
   finally:
     _stop(second)
-  assert any(f'resumed from' in l and f'ckpt-{saved_step}' in l
+  assert any('resumed from' in l and f'ckpt-{saved_step}' in l
              for l in lines), ''.join(lines)
   # Steps continue from the checkpoint, not from zero.
   assert int(LINE.search(line).group(1)) > saved_step

@@ -96,13 +96,13 @@ def test_dataset_batches_are_ordered_and_end_on_close(parameters):
   sent = make_unrolls(list(range(7)))
   # Several sends of various sizes, then batches of 3.
   for lo, hi in [(0, 1), (1, 4), (4, 7)]:
-    client.send(tf.nest.map_structure(lambda x: x[lo:hi], sent))  # pylint: disable=cell-var-from-loop
+    client.send(tf.nest.map_structure(lambda x, lo=lo, hi=hi: x[lo:hi], sent))
   it = iter(server.dataset(batch_size=3))
   for lo in (0, 3):
     batch = next(it)
     assert batch['frames'].shape == [3, T, 8, 8, 4]
-    assert_nests_equal(tf.nest.map_structure(lambda x: x[lo:lo + 3], sent),
-                       batch)  # pylint: disable=cell-var-from-loop
+    assert_nests_equal(
+        tf.nest.map_structure(lambda x, lo=lo: x[lo:lo + 3], sent), batch)
   server.close()
   # One unroll left, fewer than a batch: the dataset ends.
   with pytest.raises(StopIteration):
