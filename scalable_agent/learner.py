@@ -95,6 +95,11 @@ PAPER_ATARI = Hyperparameters(
     entropy_cost=0.01, learning_rate=0.0006, epsilon=0.01,
     max_gradient_norm=40., reward_clipping='abs_one')
 
+# This project's Atari defaults (--hparams=default); see BUILD_NOTES.md,
+# "Atari defaults", for how they differ from the paper's and the runs behind
+# each difference.
+ATARI_DEFAULTS = PAPER_ATARI
+
 # The released code's README command for DMLab-30.
 PAPER_DMLAB30 = Hyperparameters(
     batch_size=32, unroll_length=100, total_environment_frames=1e10,

@@ -27,10 +27,12 @@ from scalable_agent import networks
 #   levels: tuple of the suite's level names trained on (several: multi-task).
 #   num_action_repeats: environment frames per agent step (for frame counts).
 #   default_torso: the torso used unless --torso says otherwise.
-#   hparams: the paper's learner settings for this suite.
+#   hparams: this project's default learner settings for this suite.
+#   paper_hparams: the paper's (--hparams=paper).
 LevelConfig = collections.namedtuple(
     'LevelConfig',
-    'name suite levels num_action_repeats default_torso hparams')
+    'name suite levels num_action_repeats default_torso hparams '
+    'paper_hparams')
 
 # Settings for small gymnasium control tasks: a few hundred thousand steps.
 GYMNASIUM_HPARAMS = learner_lib.Hyperparameters(
@@ -45,25 +47,27 @@ def resolve(name):
   import dmlab30  # pylint: disable=g-import-not-at-top
   if name == 'atari57':
     return LevelConfig(name, 'atari', tuple(atari57.GAME_NAMES), 4,
-                       'shallow', learner_lib.PAPER_ATARI)
+                       'shallow', learner_lib.ATARI_DEFAULTS,
+                       learner_lib.PAPER_ATARI)
   if name == 'dmlab30':
     return LevelConfig(name, 'dmlab', tuple(dmlab30.LEVEL_NAMES), 4, 'deep',
-                       learner_lib.PAPER_DMLAB30)
+                       learner_lib.PAPER_DMLAB30, learner_lib.PAPER_DMLAB30)
   try:
     game = atari57.get_game(name)
     return LevelConfig(name, 'atari', (game.name,), 4, 'shallow',
-                       learner_lib.PAPER_ATARI)
+                       learner_lib.ATARI_DEFAULTS, learner_lib.PAPER_ATARI)
   except ValueError:
     pass
   try:
     level = dmlab30.get_level(name)
     return LevelConfig(name, 'dmlab', (level.train_name,), 4, 'deep',
-                       learner_lib.PAPER_DMLAB30)
+                       learner_lib.PAPER_DMLAB30, learner_lib.PAPER_DMLAB30)
   except ValueError:
     pass
   import gymnasium  # pylint: disable=g-import-not-at-top
   if name in gymnasium.registry:
-    return LevelConfig(name, 'gymnasium', (name,), 1, 'mlp', GYMNASIUM_HPARAMS)
+    return LevelConfig(name, 'gymnasium', (name,), 1, 'mlp', GYMNASIUM_HPARAMS,
+                       GYMNASIUM_HPARAMS)
   known = (['atari57', 'dmlab30'] + list(atari57.GAME_NAMES)
            + list(dmlab30.LEVEL_NAMES))
   close = difflib.get_close_matches(name, known + list(gymnasium.registry),

@@ -83,7 +83,11 @@ def parse_args(argv=None):
       help='DMLab compiled-map cache directory.')
   add('--intra_op_threads', type=int, default=None,
       help='TensorFlow threads per op (actors default to 1).')
-  # Learner settings; unset ones take the suite's paper values.
+  add('--hparams', default='default', choices=['default', 'paper'],
+      help="The suite's learner settings: this project's defaults, or the "
+      "paper's exactly (Atari: Table G.1). BUILD_NOTES.md says how they "
+      'differ and why. The flags below override single values.')
+  # Learner settings; unset ones take the --hparams set's values.
   add('--batch_size', type=int)
   add('--unroll_length', type=int)
   add('--total_environment_frames', type=float,
@@ -128,12 +132,13 @@ def _apply_tf_config(args):
 
 
 def hyperparameters(args, config):
-  """The suite's paper settings with the command line's overrides."""
+  """The suite's settings (--hparams) with the command line's overrides."""
+  base = config.paper_hparams if args.hparams == 'paper' else config.hparams
   overrides = {f.name: getattr(args, f.name)
-               for f in dataclasses.fields(config.hparams)
+               for f in dataclasses.fields(base)
                if getattr(args, f.name, None) is not None}
   overrides['num_action_repeats'] = config.num_action_repeats
-  return dataclasses.replace(config.hparams, **overrides)
+  return dataclasses.replace(base, **overrides)
 
 
 def _envs_per_actor(args, config):

@@ -4,6 +4,7 @@ These tests start `python -m scalable_agent.main` as separate OS processes
 and read their console lines, as a user would.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -232,3 +233,22 @@ def test_actor_without_a_learner_fails_with_a_clear_error(tmp_path):
   assert result.returncode != 0
   assert f'localhost:{port}' in result.stderr
   assert '--learner_address' in result.stderr
+
+
+def test_hparams_flag_picks_the_set_and_flags_override_it():
+  from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+  config = levels.resolve('pong')
+  paper = main_lib.hyperparameters(
+      main_lib.parse_args(['--hparams=paper']), config)
+  assert paper == learner_lib.PAPER_ATARI
+  assert (paper.batch_size, paper.unroll_length, paper.learning_rate,
+          paper.epsilon, paper.max_gradient_norm, paper.entropy_cost) == (
+              32, 20, 0.0006, 0.01, 40., 0.01)  # Table G.1.
+  default = main_lib.hyperparameters(main_lib.parse_args([]), config)
+  assert default == learner_lib.ATARI_DEFAULTS
+  tuned = main_lib.hyperparameters(
+      main_lib.parse_args(['--hparams=paper', '--batch_size=4',
+                           '--max_gradient_norm=0']), config)
+  assert tuned == dataclasses.replace(learner_lib.PAPER_ATARI, batch_size=4,
+                                      max_gradient_norm=0.)
