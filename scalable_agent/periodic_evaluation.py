@@ -24,6 +24,8 @@ to the newest checkpoint rather than falling behind.
 
     python -m scalable_agent.periodic_evaluation --level=pong \\
         --logdir=runs/pong --every_frames=1e6 --episodes=4
+
+With --once it evaluates the newest checkpoint at once and exits.
 """
 
 import argparse
@@ -129,12 +131,15 @@ class Evaluator:
     while not should_stop():
       result = self.evaluate_if_due()
       if result is not None:
-        frames, greedy, sampled = result
-        print(f'[evaluator] frames {frames:,}: return greedy {greedy:.2f}, '
-              f'sampled {sampled:.2f} ({self.episodes} episodes each)',
-              flush=True)
+        print(self.describe(result), flush=True)
       else:
         time.sleep(poll_s)
+
+  def describe(self, result):
+    """A console line for `evaluate_if_due`'s result."""
+    frames, greedy, sampled = result
+    return (f'[evaluator] frames {frames:,}: return greedy {greedy:.2f}, '
+            f'sampled {sampled:.2f} ({self.episodes} episodes each)')
 
 
 def parse_args(argv=None):
@@ -149,6 +154,9 @@ def parse_args(argv=None):
   parser.add_argument('--torso', default=None)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--poll_s', type=float, default=10.)
+  parser.add_argument('--once', action='store_true',
+                      help='Evaluate the newest checkpoint now, then exit '
+                      '(for a run that trained without an evaluator).')
   return parser.parse_args(argv)
 
 
@@ -160,6 +168,13 @@ def main(argv=None):
   tf.config.threading.set_inter_op_parallelism_threads(1)
   evaluator = Evaluator(args.level, args.logdir, int(args.every_frames),
                         args.episodes, args.torso, args.seed)
+  if args.once:
+    evaluator.next_due = 0
+    result = evaluator.evaluate_if_due()
+    if result is None:
+      raise SystemExit(f'No checkpoint in {args.logdir}/checkpoints.')
+    print(evaluator.describe(result))
+    return
   try:
     evaluator.run(args.poll_s)
   except KeyboardInterrupt:
