@@ -21,7 +21,8 @@ from scalable_agent import main as main_lib
 from scalable_agent import transport
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LINE = re.compile(r'\[learner\] step (\d+)  frames ([\d,]+)  fps ([\d,]+)  '
+LINE = re.compile(r'\[learner\] step (\d+)  frames ([\d,]+) '
+                  r'\(agent steps [\d,]+\)  fps ([\d,]+)  '
                   r'return ([-\d.na]+)')
 
 
