@@ -46,8 +46,9 @@ def resolve(name):
   import atari57  # pylint: disable=g-import-not-at-top
   import dmlab30  # pylint: disable=g-import-not-at-top
   if name == 'atari57':
+    # One policy for 57 games: the paper's batch, not the single-game one.
     return LevelConfig(name, 'atari', tuple(atari57.GAME_NAMES), 4,
-                       'shallow', learner_lib.ATARI_DEFAULTS,
+                       'shallow', learner_lib.PAPER_ATARI,
                        learner_lib.PAPER_ATARI)
   if name == 'dmlab30':
     return LevelConfig(name, 'dmlab', tuple(dmlab30.LEVEL_NAMES), 4, 'deep',
