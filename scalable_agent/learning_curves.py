@@ -21,8 +21,8 @@ evaluation returns. `compare` writes:
     curves.png     the training returns of all runs over frames (solid), the
                    greedy evaluation returns dashed
     returns.md     per run: the training return at each --at frame count
-                   (the last value logged at or before it; '-' if the run
-                   stopped earlier), then the greedy evaluation return there
+                   (the last value logged up to it, within 1%; '-' if the
+                   run stopped earlier), then the greedy evaluation return
 """
 
 import argparse
@@ -67,13 +67,14 @@ def read_curves(logdir):
 
 
 def return_at(series, frames):
-  """The last value logged at or before `frames`, or None if the series
-  ends before `frames` (within 1% of it, as logging is periodic)."""
+  """The last value logged up to `frames`, or None if the series ends
+  before it. Logging is periodic, so "at 5M" accepts points within 1% of
+  5M on either side (a run stopped at 4.99M, a checkpoint at 5.002M)."""
   if series is None or not len(series.steps):
     return None
   if series.steps[-1] < 0.99 * frames:
     return None
-  index = np.searchsorted(series.steps, frames, side='right') - 1
+  index = np.searchsorted(series.steps, 1.01 * frames, side='right') - 1
   return None if index < 0 else float(series.values[index])
 
 

@@ -28,15 +28,16 @@ def _write_run(logdir, points, greedy=()):
 def test_compare_writes_the_table_csv_and_png(tmp_path):
   a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
   _write_run(a, [(1_000_000, -20.), (2_400_000, -15.), (2_600_000, -12.),
-                 (5_000_000, 3.)], greedy=[(2_000_000, -18.), (5_000_000, 9.)])
+                 (5_000_000, 3.)], greedy=[(2_000_000, -18.), (5_002_240, 9.)])
   _write_run(b, [(1_000_000, -21.), (2_480_000, -20.5)])  # Stopped early.
   paths = learning_curves.compare([a, b], str(tmp_path / 'out'),
                                   at=(2.5e6, 5e6), labels=['fast', 'paper'])
   table = open(paths['table']).read().splitlines()
   assert table[0] == ('| run | train 2.5M | train 5M | greedy 2.5M | '
                       'greedy 5M |')
-  # The last value at or before each frame count; '-' past a run's end
-  # (2.48M is within 1% of 2.5M, so it counts).
+  # The last value up to each frame count (within 1%: the greedy point at
+  # 5.002M counts for 5M); '-' past a run's end (2.48M is within 1% of
+  # 2.5M, so that run has a 2.5M value).
   assert table[2] == '| fast | -15.0 | +3.0 | -18.0 | +9.0 |'
   assert table[3] == '| paper | -20.5 | - | - | - |'
   with open(paths['csv']) as f:
