@@ -19,7 +19,6 @@ which is `transport.ActorClient` across processes and machines, and
 debugging). The actor code is the same either way.
 """
 
-
 import numpy as np
 import tensorflow as tf
 

@@ -193,8 +193,10 @@ def compute_loss(agent, batch, hparams):
       tf.exp(behaviour_log_policy)
       * (behaviour_log_policy - tf.stop_gradient(log_policy)))
 
-  def count(condition):
-    return tf.reduce_sum(tf.cast(condition, tf.float32))
+  # from_logits clips rho at its default clip_rho_threshold, 1.0, and the
+  # traces c at 1.0, so one count serves both; they are reported apart
+  # because Table 2's variants change the first.
+  num_clipped = tf.reduce_sum(tf.cast(rhos > 1., tf.float32))
 
   return total_loss, {
       'policy_gradient_loss': policy_gradient_loss,
@@ -207,11 +209,8 @@ def compute_loss(agent, batch, hparams):
       'sum_value_error_squared': tf.reduce_sum(tf.square(value_errors)),
       'sum_abs_advantage': tf.reduce_sum(
           tf.abs(vtrace_returns.pg_advantages)),
-      # from_logits clips rho at its default clip_rho_threshold, 1.0, and
-      # the traces c at 1.0, so both count pi/mu > 1; kept apart because
-      # Table 2's variants change the first.
-      'num_rho_clipped': count(rhos > 1.),
-      'num_c_clipped': count(rhos > 1.),
+      'num_rho_clipped': num_clipped,
+      'num_c_clipped': num_clipped,
       'sum_behaviour_kl': behaviour_kl,
   }
 

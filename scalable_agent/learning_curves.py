@@ -26,6 +26,7 @@ evaluation returns. `compare` writes:
 """
 
 import argparse
+import collections
 import csv
 import os
 import subprocess
@@ -40,12 +41,14 @@ from scalable_agent import report
 EVALUATION_TAGS = {'greedy': 'evaluation/greedy_return',
                    'sampled': 'evaluation/sampled_return'}
 
+# One run as compared: its legend label, {kind: report.Series of (frames,
+# return)} and the frames per agent step it logged (4 for Atari, 1 for
+# CartPole).
+Run = collections.namedtuple('Run', 'label curves action_repeats')
 
-def read_curves(logdir):
-  """{kind: report.Series of (frames, return)} of one run.
 
-  Args:
-    logdir: the run's --logdir.
+def read_run(logdir, label=None):
+  """A `Run` from a training logdir (label: its directory name if None).
 
   Raises:
     ValueError: the run logged no episode return, or several levels.
@@ -63,7 +66,15 @@ def read_curves(logdir):
     for kind, tag in EVALUATION_TAGS.items():
       if tag in evaluation:
         curves[kind] = evaluation[tag]
-  return curves
+  # The learner logs agent steps beside frames (learner/agent_steps); runs
+  # from before that tag count as Atari's 4 frames per step.
+  action_repeats = 4
+  agent_steps = scalars.get('learner/agent_steps')
+  if agent_steps is not None and agent_steps.values[-1] > 0:
+    action_repeats = int(round(agent_steps.steps[-1]
+                               / agent_steps.values[-1]))
+  label = label or os.path.basename(os.path.normpath(logdir))
+  return Run(label, curves, action_repeats)
 
 
 def return_at(series, frames):
@@ -78,16 +89,17 @@ def return_at(series, frames):
   return None if index < 0 else float(series.values[index])
 
 
-def write_csv(runs, path, action_repeats=4):
-  """runs: list of (label, curves). Writes curves.csv rows."""
+def write_csv(runs, path):
+  """runs: list of `Run`. Writes curves.csv rows."""
   with open(path, 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(['run', 'frames', 'agent_steps', 'kind', 'return'])
-    for label, curves in runs:
-      for kind, series in curves.items():
+    for run in runs:
+      for kind, series in run.curves.items():
         for frames, value in zip(series.steps, series.values):
-          writer.writerow([label, int(frames), int(frames) // action_repeats,
-                           kind, f'{float(value):.4g}'])
+          writer.writerow([run.label, int(frames),
+                           int(frames) // run.action_repeats, kind,
+                           f'{float(value):.4g}'])
   return path
 
 
@@ -96,12 +108,12 @@ def plot(runs, path, title='Mean return of the last 100 training episodes'):
   (dashed, same colour), over environment frames."""
   plt = report._pyplot()  # pylint: disable=protected-access
   figure, axes = plt.subplots(figsize=(8, 4.8))
-  for index, (label, curves) in enumerate(runs):
+  for index, run in enumerate(runs):
     colour = f'C{index % 10}'
-    series = curves['training']
-    axes.plot(series.steps, series.values, color=colour, label=label)
-    if 'greedy' in curves:
-      greedy = curves['greedy']
+    series = run.curves['training']
+    axes.plot(series.steps, series.values, color=colour, label=run.label)
+    if 'greedy' in run.curves:
+      greedy = run.curves['greedy']
       axes.plot(greedy.steps, greedy.values, color=colour, linestyle='--',
                 marker='.', linewidth=0.8)
   axes.set_xlabel('environment frames (agent steps x 4)')
@@ -130,10 +142,10 @@ def returns_table(runs, at):
             + [f'greedy {frames_label(f)}' for f in at])
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
-  for label, curves in runs:
-    cells = [cell(return_at(curves['training'], f)) for f in at]
-    cells += [cell(return_at(curves.get('greedy'), f)) for f in at]
-    lines.append('| ' + ' | '.join([label] + cells) + ' |')
+  for run in runs:
+    cells = [cell(return_at(run.curves['training'], f)) for f in at]
+    cells += [cell(return_at(run.curves.get('greedy'), f)) for f in at]
+    lines.append('| ' + ' | '.join([run.label] + cells) + ' |')
   return '\n'.join(lines) + '\n'
 
 
@@ -142,8 +154,8 @@ def compare(logdirs, output_dir, at=(2.5e6, 5e6, 1e7), labels=None):
   if labels and len(labels) != len(logdirs):
     raise ValueError(f'{len(labels)} labels for {len(logdirs)} runs.')
   os.makedirs(output_dir, exist_ok=True)
-  runs = [(labels[i] if labels else os.path.basename(os.path.normpath(d)),
-           read_curves(d)) for i, d in enumerate(logdirs)]
+  runs = [read_run(d, labels[i] if labels else None)
+          for i, d in enumerate(logdirs)]
   paths = {
       'csv': write_csv(runs, os.path.join(output_dir, 'curves.csv')),
       'png': plot(runs, os.path.join(output_dir, 'curves.png')),

@@ -159,6 +159,15 @@ def _configure_tensorflow(args, role):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def _resolve_level(args):
+  """--level -> levels.LevelConfig; a clean exit if the name is unknown."""
+  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+  try:
+    return levels.resolve(args.level)
+  except ValueError as e:
+    raise SystemExit(f'scalable_agent: error: {e}') from None
+
+
 def _logdir(args):
   return args.logdir or os.path.join('runs', args.level.replace('/', '_'))
 
@@ -177,10 +186,7 @@ class Setup:
     from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
     from scalable_agent import levels  # pylint: disable=g-import-not-at-top
     self.args = args
-    try:
-      self.config = levels.resolve(args.level)
-    except ValueError as e:
-      raise SystemExit(f'scalable_agent: error: {e}') from None
+    self.config = _resolve_level(args)
     self.hparams = hyperparameters(args, self.config)
     self.envs_per_actor = num_envs or _envs_per_actor(args, self.config)
     self.logdir = _logdir(args)
@@ -461,14 +467,9 @@ def run_local(args):
   """Learner here, actors as local processes (the default)."""
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   bind = args.bind or f'localhost:{transport.free_port()}'
-  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
   launcher = ActorLauncher(args, bind)
-  try:
-    config = levels.resolve(args.level)
-  except ValueError as e:
-    raise SystemExit(f'scalable_agent: error: {e}') from None
   # Actors start while the learner builds; they wait for it to listen.
-  launcher.start(_eval_every_frames(args, config))
+  launcher.start(_eval_every_frames(args, _resolve_level(args)))
   try:
     return run_learner(args, bind)
   finally:

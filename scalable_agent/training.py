@@ -242,15 +242,14 @@ class TrainingLoop:
         self.statistics.add_episodes(episodes)
         lag = version - 1 - float(np.mean(batch.policy_version.numpy()))
         now = time.time()
+        frames = int(stats.num_env_frames)
         if log_now:
-          frames = int(stats.num_env_frames)
           fps = (frames - frames_at_last_log) / (now - last_log)
           self._report(stats, fps, lag, version, term_norms)
           last_log, frames_at_last_log = now, frames
           logged = True
         else:
           logged = False
-        frames = int(stats.num_env_frames)
         every = self._checkpoint_every_frames
         if (now - last_checkpoint >= self._checkpoint_every_s or
             (every and frames // every

@@ -58,3 +58,19 @@ def test_a_run_without_episode_returns_is_refused(tmp_path):
   writer.flush()
   with pytest.raises(ValueError, match='episode_return'):
     learning_curves.compare([str(tmp_path)], str(tmp_path / 'out'))
+
+
+def test_agent_steps_follow_the_runs_own_frames_per_step(tmp_path):
+  # A CartPole run counts one frame per agent step (learner/agent_steps).
+  logdir = str(tmp_path / 'cartpole')
+  _write_run(logdir, [(1000, 20.), (2000, 60.)])
+  writer = tf.summary.create_file_writer(logdir)
+  with writer.as_default():
+    for frames in (1000, 2000):
+      tf.summary.scalar('learner/agent_steps', frames, step=frames)
+  writer.flush()
+  paths = learning_curves.compare([logdir], str(tmp_path / 'out'))
+  with open(paths['csv']) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['frames'], r['agent_steps']) for r in rows] == [
+      ('1000', '1000'), ('2000', '2000')]
