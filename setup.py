@@ -16,7 +16,7 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.11',
-    packages=['scalable_agent', 'atari57', 'dmlab30'],
+    packages=['scalable_agent', 'atari57', 'dmlab30', 'gymnasium_suite'],
     package_data={'atari57': ['*.csv'], 'dmlab30': ['*.csv']},
     install_requires=[
         'tensorflow>=2.21,<2.22',

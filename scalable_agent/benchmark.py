@@ -47,10 +47,10 @@ def _actor_worker(game, num_envs, unroll_length, torso, seconds, index,
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
-  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
-  config = levels.resolve(game)
-  env = levels.make_environment(config, num_envs, seed=index * 1000)
-  actor = actor_lib.Actor(levels.make_agent(config, env.num_actions, torso),
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  config = suites.resolve(game)
+  env = config.suite.make_environment(config, num_envs, seed=index * 1000)
+  actor = actor_lib.Actor(config.suite.make_agent(env.num_actions, torso),
                           env, unroll_length)
   actor.unroll()  # Warm-up (tracing).
   frames = 0
@@ -75,20 +75,15 @@ def _parallel(target, num_processes, args):
   return sum(results)
 
 
-def learner_step_time(suite, torso, batch_size, unroll_length, steps=5):
-  """Seconds per learner step on a synthetic batch."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def learner_step_time(level, num_actions, torso, batch_size, unroll_length,
+                      steps=5):
+  """Seconds per learner step on a synthetic batch of `level`'s shapes."""
   from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
-  from scalable_agent import networks  # pylint: disable=g-import-not-at-top
-  if suite == 'atari':
-    agent = networks.atari_agent(6, torso)
-    observation = tf.TensorSpec([84, 84, 4], tf.uint8)
-    hparams = learner_lib.PAPER_ATARI
-  else:
-    agent = networks.dmlab_agent(9, torso)
-    observation = (tf.TensorSpec([72, 96, 3], tf.uint8),
-                   tf.TensorSpec([networks.MAX_INSTRUCTION_WORDS], tf.int32))
-    hparams = learner_lib.PAPER_DMLAB30
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  config = suites.resolve(level)
+  agent = config.suite.make_agent(num_actions, torso)
+  observation = config.suite.observation_spec(config)
+  hparams = config.paper_hparams
   hparams = learner_lib.dataclasses.replace(
       hparams, batch_size=batch_size, unroll_length=unroll_length)
   specs = learner_lib.unroll_specs(agent, observation, unroll_length)
@@ -155,12 +150,17 @@ def main(argv=None):
     print(f'actor only (shallow)    {figures["actor"]:10,.0f} frames/s',
           flush=True)
   if 'learner' in sections:
-    for suite, torso in [('atari', 'shallow'), ('atari', 'deep'),
-                         ('dmlab', 'shallow'), ('dmlab', 'deep')]:
-      seconds = learner_step_time(suite, torso, 32, 20)
+    from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+    # Pong has 6 actions; DMLab-30 levels share IMPALA's 9.
+    for level, num_actions, torso in [
+        ('pong', 6, 'shallow'), ('pong', 6, 'deep'),
+        ('explore_goal_locations_small', 9, 'shallow'),
+        ('explore_goal_locations_small', 9, 'deep')]:
+      suite = suites.resolve(level).suite.name
+      seconds = learner_step_time(level, num_actions, torso, 32, 20)
       fps = 32 * 20 * 4 / seconds
       figures[f'learner_{suite}_{torso}'] = fps
-      print(f'learner only {suite:5s} {torso:7s} batch 32 x unroll 20: '
+      print(f'learner only {suite:8s} {torso:7s} batch 32 x unroll 20: '
             f'{seconds:6.3f} s/step {fps:10,.0f} frames/s', flush=True)
   if 'end2end' in sections:
     figures['end2end'] = end_to_end(args.game, args.num_actors,

@@ -53,18 +53,14 @@ import traceback
 
 import numpy as np
 
-from scalable_agent import levels as levels_lib
-from scalable_agent import report as report_lib
 from scalable_agent import scoring
+from scalable_agent import suites
 
 # Environments a level is played with at once (fewer if fewer episodes).
 DEFAULT_ENVS_PER_LEVEL = 8
 
-# `scoring` names of the suites, by `LevelConfig.suite`.
-_SCORING_SUITE = {'atari': scoring.ATARI57, 'dmlab': scoring.DMLAB30}
-
 # What `evaluate` returns, and what scores.json holds.
-#   suite: 'atari57', 'dmlab30' (scoring's names) or None for other levels.
+#   suite: the suite's name ('atari57', 'dmlab30', 'gymnasium').
 #   level: the --level evaluated ('atari57', 'pong', ...).
 #   checkpoint: the checkpoint path restored, or None (untrained agent).
 #   torso: the agent's torso.
@@ -75,7 +71,7 @@ _SCORING_SUITE = {'atari': scoring.ATARI57, 'dmlab': scoring.DMLAB30}
 #   human_normalized: dict level -> human-normalised score in percent (empty
 #     for suites without reference scores).
 #   paper_column: the paper's IMPALA column compared against (see
-#     `report.default_paper_column`), or None.
+#     `Suite.default_paper_column`), or None.
 #   suite_score: `scoring.SuiteScore` when every level of the suite was
 #     evaluated, else None.
 #   max_episode_frames: the episode frame cap used (Atari), or None for the
@@ -205,7 +201,7 @@ def make_evaluation_environment(config, level, num_envs, seed=0,
   """`num_envs` environments of ONE level of `config`, evaluation protocol.
 
   Args:
-    config: `levels.LevelConfig` of what is evaluated (one level or a suite).
+    config: `suites.LevelConfig` of what is evaluated (one level or a suite).
     level: one of `config.levels`.
     num_envs: N.
     seed: base seed (environment i: seed + i).
@@ -215,41 +211,23 @@ def make_evaluation_environment(config, level, num_envs, seed=0,
   Returns:
     A BatchedEnvironment (`environments.py`).
   """
-  if config.suite == 'atari':
-    import atari57  # pylint: disable=g-import-not-at-top
-    kwargs = {}
-    if max_episode_frames:
-      kwargs['max_episode_frames'] = int(max_episode_frames)
-    # The multi-task agent has all 18 actions in every game, also in a
-    # worker that happens to play one game (where the default would be the
-    # game's minimal set).
-    return atari57.make_batched_environment(
-        [level], num_envs, seed=seed, training=False,
-        full_action_space=len(config.levels) > 1, **kwargs)
-  if max_episode_frames:
-    raise ValueError('--max_episode_frames is only supported for Atari; '
-                     f'{config.name!r} episodes end by themselves.')
-  if config.suite == 'dmlab':
-    from dmlab30 import environment as dmlab_environment  # pylint: disable=g-import-not-at-top
-    # training=False: the level's test variant with the evaluation mixer
-    # seed, as the released code evaluates.
-    return dmlab_environment.make_batched_environment(
-        [level], num_envs, seed=seed, training=False,
-        dataset_path=dataset_path, level_cache_dir=level_cache_dir)
-  return levels_lib.make_environment(
-      config._replace(levels=(level,)), num_envs, seed=seed, training=False)
+  return config.suite.make_environment(
+      config, num_envs, seed=seed, training=False, levels=[level],
+      options=suites.EnvironmentOptions(
+          dataset_path=dataset_path, level_cache_dir=level_cache_dir,
+          max_episode_frames=max_episode_frames))
 
 
 def report_name(config, level):
   """The name a level's scores are reported under (DMLab: the test name)."""
-  return levels_lib.canonical_name(config, level, evaluation=True)
+  return config.suite.canonical_name(level, evaluation=True)
 
 
 class Policy:
   """An agent with a compiled step, its weights restored from a checkpoint.
 
   Args:
-    config: `levels.LevelConfig`.
+    config: `suites.LevelConfig`.
     num_actions: the environments' action count.
     torso: torso name, or None for the suite's default.
     checkpoint: checkpoint prefix (see `resolve_checkpoint`) or None.
@@ -259,7 +237,7 @@ class Policy:
 
   def __init__(self, config, num_actions, torso, checkpoint, env_output):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self.agent = levels_lib.make_agent(config, num_actions, torso)
+    self.agent = config.suite.make_agent(num_actions, torso)
     # One trace per batch size: levels share the batch size, so a worker
     # compiles once.
     self._step = tf.function(self._agent_step)
@@ -269,7 +247,8 @@ class Policy:
     if checkpoint is not None:
       restore_agent(
           self.agent, checkpoint,
-          f'--level={config.name} --torso={torso or config.default_torso} '
+          f'--level={config.name} '
+          f'--torso={torso or config.suite.default_torso} '
           f'({num_actions} actions)')
 
   def _agent_step(self, prev_action, env_output, state):
@@ -381,7 +360,7 @@ def _worker_loop(spec, worker_index, next_levels, report):
     next_levels: iterable of level names of `spec.level`'s config.
     report: callable taking `_Event`s.
   """
-  config = levels_lib.resolve(spec.level)
+  config = suites.resolve(spec.level)
   policy = None
   for level in next_levels:
     name = report_name(config, level)
@@ -546,7 +525,7 @@ def evaluate(level, checkpoint=None, episodes=10, num_workers=2, torso=None,
   """Evaluates an agent on every level of `level`; see the module docstring.
 
   Args:
-    level: what `levels.resolve` takes: 'atari57', 'pong', 'dmlab30', a
+    level: what `suites.resolve` takes: 'atari57', 'pong', 'dmlab30', a
       DMLab-30 level, ...
     checkpoint: what `resolve_checkpoint` takes; None or 'none' evaluates a
       fresh, untrained agent.
@@ -575,12 +554,10 @@ def evaluate(level, checkpoint=None, episodes=10, num_workers=2, torso=None,
   """
   if episodes < 1:
     raise ValueError(f'episodes must be >= 1, got {episodes}.')
-  config = levels_lib.resolve(level)
+  config = suites.resolve(level)
   level_names = select_levels(config, only_levels)
   checkpoint = resolve_checkpoint(checkpoint)
-  if max_episode_frames and config.suite != 'atari':
-    raise ValueError('--max_episode_frames is only supported for Atari; '
-                     f'{level!r} episodes end by themselves.')
+  config.suite.protocol(max_episode_frames)  # Refuses an unsupported cap.
   envs_per_level = envs_per_level or min(episodes, DEFAULT_ENVS_PER_LEVEL)
   # More environments than episodes would only play episodes nobody counts.
   envs_per_level = max(1, min(envs_per_level, episodes))
@@ -631,7 +608,7 @@ def select_levels(config, only_levels=None):
   selected = []
   for name in only_levels:
     try:
-      canonical = levels_lib.canonical_name(config, name)
+      canonical = config.suite.canonical_name(name)
     except ValueError:
       canonical = None
     if canonical not in by_name:
@@ -649,25 +626,24 @@ def _summarise(config, level, level_names, checkpoint, torso, collected,
   episodes = {n: [e.episode_return for e in collected[n]] for n in names}
   lengths = {n: [e.length for e in collected[n]] for n in names}
   mean_return = {n: float(np.mean(r)) for n, r in episodes.items()}
-  suite = _SCORING_SUITE.get(config.suite)
+  suite = config.suite
+  torso = torso or suite.default_torso
+  references = suite.references()
   human_normalized = {}
   suite_score = None
   paper_column = None
-  if suite is not None:
-    references = report_lib.suite_levels(suite)
+  if references:
     for name, value in mean_return.items():
       reference = references[name]
       human_normalized[name] = float(scoring.human_normalized_score(
           value, reference.random, reference.human))
     if len(names) == len(references):
       suite_score = scoring.suite_score(suite, episodes)
-    paper_column = report_lib.default_paper_column(
-        suite, multi_task=len(config.levels) > 1,
-        torso=torso or config.default_torso)
+    paper_column = suite.default_paper_column(
+        multi_task=len(config.levels) > 1, torso=torso)
   return EvaluationResult(
-      suite=suite, level=level, checkpoint=checkpoint,
-      torso=torso or config.default_torso, episodes=episodes,
-      lengths=lengths, mean_return=mean_return,
+      suite=suite.name, level=level, checkpoint=checkpoint, torso=torso,
+      episodes=episodes, lengths=lengths, mean_return=mean_return,
       human_normalized=human_normalized, paper_column=paper_column,
       suite_score=suite_score, max_episode_frames=max_episode_frames,
       elapsed_s=float(elapsed_s))
@@ -688,7 +664,8 @@ def result_to_json(result):
       'level': result.level,
       'checkpoint': result.checkpoint,
       'torso': result.torso,
-      'protocol': _protocol(result),
+      'protocol': suites.get(result.suite).protocol(
+          result.max_episode_frames),
       'max_episode_frames': result.max_episode_frames,
       'episodes': result.episodes,
       'lengths': result.lengths,
@@ -702,17 +679,6 @@ def result_to_json(result):
   }
 
 
-def _protocol(result):
-  if result.suite == scoring.ATARI57:
-    cap = result.max_episode_frames or 108000
-    return (f'Atari evaluation: full game, 1-30 random no-ops, {cap}-frame '
-            'cap' + (' (SHORTENED: not comparable with the paper)'
-                     if cap != 108000 else ''))
-  if result.suite == scoring.DMLAB30:
-    return 'DMLab-30 test levels, evaluation mixer seed'
-  return 'environment defaults'
-
-
 def write_results(result, output_dir):
   """Writes scores.csv and scores.json; returns their paths."""
   os.makedirs(output_dir, exist_ok=True)
@@ -721,7 +687,7 @@ def write_results(result, output_dir):
   with open(csv_path, 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(['level', 'episode', 'return', 'length', 'frames'])
-    repeats = levels_lib.resolve(result.level).num_action_repeats
+    repeats = suites.get(result.suite).num_action_repeats
     for name, returns in result.episodes.items():
       for i, (episode_return, length) in enumerate(
           zip(returns, result.lengths[name])):
@@ -735,11 +701,11 @@ def write_results(result, output_dir):
 
 def format_table(result):
   """The per-level table and the headline, as printed by the command."""
+  suite = suites.get(result.suite)
   lines = []
   column = result.paper_column
-  references = (report_lib.suite_levels(result.suite) if result.suite
-                else {})
-  title = report_lib.paper_column_title(result.suite, column) if column else ''
+  references = suite.references()
+  title = suite.paper_column_title(column) if column else ''
   width = max([len('level')] + [len(n) for n in result.episodes])
   header = (f'{"level":<{width}}  {"episodes":>8}  {"mean return":>12}  '
             f'{"human-norm.":>11}')
@@ -761,23 +727,19 @@ def format_table(result):
     lines.append(line)
   lines.append('-' * len(header))
   if column:
-    lines.append(f'paper: {title} (IMPALA paper, '
-                 f'{report_lib.PAPER_TABLE[result.suite]})')
+    lines.append(f'paper: {title} (IMPALA paper, {suite.paper_table})')
   if result.max_episode_frames:
     lines.append(f'NOTE: episodes capped at {result.max_episode_frames} '
                  'frames (protocol: 108000); returns are not comparable with '
                  "the paper's.")
   if result.suite_score is not None:
-    paper_score = report_lib.paper_suite_score(result.suite, column)
+    paper_score = scoring.paper_suite_score(suite, column)
+    (head_title, head), (other_title, other) = suite.statistics[:2]
     s = result.suite_score
-    if result.suite == scoring.DMLAB30:
-      lines.append(f'DMLab-30 mean capped human-normalised score: '
-                   f'{s.mean_capped:.1f}%  (uncapped mean {s.mean:.1f}%; '
-                   f'paper {title}: {paper_score.mean_capped:.1f}%)')
-    else:
-      lines.append(f'Atari-57 median human-normalised score: '
-                   f'{s.median:.1f}%  (mean {s.mean:.1f}%; paper {title}: '
-                   f'{paper_score.median:.1f}%)')
+    lines.append(f'{suite.title} {head_title.lower()} score: '
+                 f'{getattr(s, head):.1f}%  ({other_title.lower()} '
+                 f'{getattr(s, other):.1f}%; paper {title}: '
+                 f'{getattr(paper_score, head):.1f}%)')
   elif len(result.human_normalized) == 1:
     (name, score), = result.human_normalized.items()
     lines.append(f'{name}: human-normalised score {score:.1f}%')

@@ -137,14 +137,12 @@ def hyperparameters(args, config):
   overrides = {f.name: getattr(args, f.name)
                for f in dataclasses.fields(base)
                if getattr(args, f.name, None) is not None}
-  overrides['num_action_repeats'] = config.num_action_repeats
+  overrides['num_action_repeats'] = config.suite.num_action_repeats
   return dataclasses.replace(base, **overrides)
 
 
 def _envs_per_actor(args, config):
-  if args.envs_per_actor:
-    return args.envs_per_actor
-  return {'atari': 32, 'dmlab': 4}.get(config.suite, 8)
+  return args.envs_per_actor or config.suite.envs_per_actor
 
 
 def _configure_tensorflow(args, role):
@@ -160,10 +158,10 @@ def _configure_tensorflow(args, role):
 
 
 def _resolve_level(args):
-  """--level -> levels.LevelConfig; a clean exit if the name is unknown."""
-  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+  """--level -> suites.LevelConfig; a clean exit if the name is unknown."""
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
   try:
-    return levels.resolve(args.level)
+    return suites.resolve(args.level)
   except ValueError as e:
     raise SystemExit(f'scalable_agent: error: {e}') from None
 
@@ -184,20 +182,22 @@ class Setup:
 
   def __init__(self, args, actor_index=0, num_envs=None):
     from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
-    from scalable_agent import levels  # pylint: disable=g-import-not-at-top
+    from scalable_agent import suites  # pylint: disable=g-import-not-at-top
     self.args = args
     self.config = _resolve_level(args)
     self.hparams = hyperparameters(args, self.config)
     self.envs_per_actor = num_envs or _envs_per_actor(args, self.config)
     self.logdir = _logdir(args)
 
-    self.env = levels.make_environment(
+    self.suite = self.config.suite
+    self.env = self.suite.make_environment(
         self.config, self.envs_per_actor,
         seed=args.seed + actor_index * self.envs_per_actor,
         first_env_index=actor_index * self.envs_per_actor,
-        dataset_path=args.dataset_path, level_cache_dir=args.level_cache_dir)
-    self.agent = levels.make_agent(self.config, self.env.num_actions,
-                                   args.torso)
+        options=suites.EnvironmentOptions(
+            dataset_path=args.dataset_path,
+            level_cache_dir=args.level_cache_dir))
+    self.agent = self.suite.make_agent(self.env.num_actions, args.torso)
     self.actor = actor_lib.Actor(self.agent, self.env,
                                  self.hparams.unroll_length)
     self.specs = self.actor.specs
@@ -206,25 +206,22 @@ class Setup:
 def _make_learner(setup):
   """The learner, with its own agent: actors' copies follow its parameters."""
   from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
-  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
-  agent = levels.make_agent(setup.config, setup.env.num_actions,
-                            setup.args.torso)
+  agent = setup.suite.make_agent(setup.env.num_actions, setup.args.torso)
   return learner_lib.Learner(agent, setup.specs, setup.hparams)
 
 
 def _training_loop(setup, learner, queue, endpoint):
-  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
   from scalable_agent import training  # pylint: disable=g-import-not-at-top
   loop = training.TrainingLoop(
       learner, queue, endpoint, setup.logdir,
-      levels.level_names_by_id(setup.config), setup.config.suite,
+      setup.suite.level_names(setup.config), setup.suite,
       num_trained_levels=len(setup.config.levels),
       checkpoint_every_s=setup.args.checkpoint_every_s,
       log_every_s=setup.args.log_every_s,
       stop_at_frames=setup.args.stop_at_frames,
       checkpoint_every_frames=_eval_every_frames(setup.args, setup.config))
   restored = loop.restore()
-  print(f'[learner] level {setup.args.level}, {setup.config.suite} suite; '
+  print(f'[learner] level {setup.args.level}, {setup.suite.name} suite; '
         f'logdir {setup.logdir}'
         + (f'; resumed from {restored}' if restored else ''), flush=True)
   return loop
@@ -236,7 +233,7 @@ def _eval_every_frames(args, config):
     return 0  # Elsewhere, run python -m scalable_agent.periodic_evaluation.
   if args.eval_every_frames is not None:
     return int(args.eval_every_frames)
-  return int(1e6) if config.suite == 'atari' and len(config.levels) == 1 else 0
+  return config.suite.eval_every_frames(config)
 
 
 def _queue_capacity(setup):

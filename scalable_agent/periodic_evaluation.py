@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from scalable_agent import evaluate
-from scalable_agent import levels as levels_lib
+from scalable_agent import suites
 
 # The step counter's key in a training checkpoint (training.TrainingLoop).
 _FRAMES_KEY = 'num_env_frames/.ATTRIBUTES/VARIABLE_VALUE'
@@ -63,7 +63,7 @@ class Evaluator:
   def __init__(self, level, logdir, every_frames, episodes=4, torso=None,
                seed=0):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self.config = levels_lib.resolve(level)
+    self.config = suites.resolve(level)
     if len(self.config.levels) > 1:
       raise ValueError(
           f'{level!r} is a multi-level suite: evaluate its checkpoints with '

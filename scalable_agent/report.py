@@ -28,8 +28,8 @@ Score files are what `python -m scalable_agent.evaluate` writes
 (scores.json); only their episode returns are used, every score is
 recomputed here, so a report never disagrees with `scoring`.
 
-The paper's reference tables (`atari57.GAMES`, `dmlab30.LEVELS`) are also
-exposed here (`suite_levels`, `paper_suite_score`) for the evaluation script.
+The reference tables and the paper's columns are the suites' own
+(`suites.Suite.references`, `Suite.paper_columns`).
 """
 
 import argparse
@@ -43,34 +43,12 @@ import sys
 import numpy as np
 
 from scalable_agent import scoring
-
-# The reference numbers of one level.
-#   name: Atari short game name or DMLab-30 test level name.
-#   random, human: reference returns of the human-normalised score.
-#   paper: dict paper column key -> the IMPALA paper's return.
-LevelReference = collections.namedtuple('LevelReference',
-                                        'name random human paper')
-
-# One of the paper's IMPALA columns: key in the suite's table, title.
-PaperColumn = collections.namedtuple('PaperColumn', 'key title')
-
-PAPER_COLUMNS = {
-    scoring.ATARI57: (
-        PaperColumn('impala_shallow_experts', 'IMPALA shallow experts'),
-        PaperColumn('impala_deep_experts', 'IMPALA deep experts'),
-        PaperColumn('impala_deep_multitask', 'IMPALA deep multi-task'),
-    ),
-    scoring.DMLAB30: (
-        PaperColumn('impala_experts_deep', 'IMPALA-Experts (deep)'),
-        PaperColumn('impala_deep_pbt', 'IMPALA (deep, PBT)'),
-    ),
-}
-PAPER_TABLE = {scoring.ATARI57: 'Table C.1', scoring.DMLAB30: 'Table B.1'}
-SUITE_TITLE = {scoring.ATARI57: 'Atari-57', scoring.DMLAB30: 'DMLab-30'}
+from scalable_agent import suites
 
 # One score file (scores.json of `evaluate`), as the report uses it.
 #   path, label: file and its column title.
-#   suite: 'atari57' or 'dmlab30'; level: the --level evaluated.
+#   suite: its `suites.Suite` (one with reference scores); level: the
+#     --level evaluated.
 #   checkpoint, torso, max_episode_frames: from the file, for the notes.
 #   episodes: dict level -> list of returns (reference names, suite order).
 #   mean_return: dict level -> mean return.
@@ -94,71 +72,6 @@ ReportResult = collections.namedtuple('ReportResult', 'summaries paths')
 Series = collections.namedtuple('Series', 'steps values')
 
 
-# Reference tables.
-
-
-def suite_levels(suite):
-  """dict name -> LevelReference for 'atari57' or 'dmlab30', table order."""
-  if suite == scoring.ATARI57:
-    import atari57  # pylint: disable=g-import-not-at-top
-    return {g.name: LevelReference(
-        g.name, g.random, g.human,
-        {c.key: getattr(g, c.key) for c in PAPER_COLUMNS[suite]})
-            for g in atari57.GAMES}
-  if suite == scoring.DMLAB30:
-    import dmlab30  # pylint: disable=g-import-not-at-top
-    return {l.test_name: LevelReference(
-        l.test_name, l.random, l.human,
-        {c.key: getattr(l, c.key) for c in PAPER_COLUMNS[suite]})
-            for l in dmlab30.LEVELS}
-  raise ValueError(f'Unknown suite {suite!r}; expected one of '
-                   f'{scoring.SUITES}.')
-
-
-def reference_name(suite, name):
-  """A level's name in the reference tables (DMLab-30: the test name)."""
-  if suite == scoring.ATARI57:
-    import atari57  # pylint: disable=g-import-not-at-top
-    return atari57.get_game(name).name
-  import dmlab30  # pylint: disable=g-import-not-at-top
-  return dmlab30.get_level(name).test_name
-
-
-def default_paper_column(suite, multi_task, torso=None):
-  """The paper's column closest to a run: same task setting and network.
-
-  Atari: one agent for all games -> deep multi-task; one game -> the
-  experts of the same torso depth (shallow unless the torso is 'deep').
-  DMLab-30: all levels -> IMPALA deep PBT (the paper's multi-task headline);
-  one level -> IMPALA-Experts deep.
-  """
-  if suite == scoring.ATARI57:
-    if multi_task:
-      return 'impala_deep_multitask'
-    return ('impala_deep_experts' if torso == 'deep'
-            else 'impala_shallow_experts')
-  if suite == scoring.DMLAB30:
-    return 'impala_deep_pbt' if multi_task else 'impala_experts_deep'
-  raise ValueError(f'Unknown suite {suite!r}.')
-
-
-def paper_column_title(suite, key):
-  for column in PAPER_COLUMNS[suite]:
-    if column.key == key:
-      return column.title
-  raise ValueError(
-      f'Unknown paper column {key!r} for {suite}; choose one of '
-      f'{[c.key for c in PAPER_COLUMNS[suite]]}.')
-
-
-def paper_suite_score(suite, key):
-  """`scoring.SuiteScore` of one of the paper's columns (its own table)."""
-  paper_column_title(suite, key)  # Validates the key.
-  return scoring.suite_score(
-      suite,
-      {name: ref.paper[key] for name, ref in suite_levels(suite).items()})
-
-
 # Score files.
 
 
@@ -174,7 +87,7 @@ def load_score_file(path, label=None):
   """Reads a scores.json of `evaluate` into a `ScoreFile`.
 
   Raises:
-    ValueError: not a score file of Atari-57 or DMLab-30 levels.
+    ValueError: not a score file of a suite with reference scores.
   """
   with open(path) as f:
     try:
@@ -184,15 +97,16 @@ def load_score_file(path, label=None):
   if not isinstance(data, dict) or 'episodes' not in data:
     raise ValueError(f'{path} has no "episodes"; is it a scores.json written '
                      'by python -m scalable_agent.evaluate?')
-  suite = data.get('suite')
-  if suite not in scoring.SUITES:
+  scored = [s.name for s in suites.all_suites() if s.references()]
+  if data.get('suite') not in scored:
     raise ValueError(
-        f'{path}: suite {suite!r}; reports cover {" and ".join(scoring.SUITES)}'
-        ' score files.')
-  references = suite_levels(suite)
+        f'{path}: suite {data.get("suite")!r}; reports cover score files of '
+        f'{" and ".join(scored)}.')
+  suite = suites.get(data['suite'])
+  references = suite.references()
   episodes = {}
   for name, returns in data['episodes'].items():
-    name = reference_name(suite, name)
+    name = suite.reference_name(name)
     if not returns:
       raise ValueError(f'{path}: no episode returns for {name!r}.')
     episodes[name] = [float(r) for r in returns]
@@ -237,13 +151,12 @@ def _format_percent(value):
 
 
 def build_table(suite, score_files):
-  """Rows of the paper-style table for score files of one suite."""
-  references = suite_levels(suite)
-  columns = PAPER_COLUMNS[suite]
+  """Rows of the paper-style table for score files of one `suites.Suite`."""
+  references = suite.references()
+  columns = suite.paper_columns
   names = [n for n in references
            if any(n in f.episodes for f in score_files)]
-  level_title = 'Game' if suite == scoring.ATARI57 else 'Level'
-  header = [level_title, 'Random', 'Human']
+  header = [suite.level_title, 'Random', 'Human']
   for f in score_files:
     header += [f'{f.label} return', f'{f.label} human-norm.']
   header += [c.title for c in columns]
@@ -261,15 +174,9 @@ def build_table(suite, score_files):
     row += [_format_return(ref.paper[c.key]) for c in columns]
     rows.append(row)
 
-  paper_scores = [paper_suite_score(suite, c.key) for c in columns]
-  if suite == scoring.ATARI57:
-    statistics = (('Median human-normalised', 'median'),
-                  ('Mean human-normalised', 'mean'))
-  else:
-    statistics = (('Mean capped human-normalised', 'mean_capped'),
-                  ('Mean uncapped human-normalised', 'mean'))
+  paper_scores = [scoring.paper_suite_score(suite, c.key) for c in columns]
   summary = []
-  for title, field in statistics:
+  for title, field in suite.statistics:
     row = [title, '', '']
     for f in score_files:
       if f.suite_score is None:
@@ -293,16 +200,11 @@ def build_table(suite, score_files):
     notes.append(note + '.')
   notes.append(
       f'Paper columns: IMPALA paper (Espeholt et al. 2018) '
-      f'{PAPER_TABLE[suite]}; their headline rows are computed from those '
+      f'{suite.paper_table}; their headline rows are computed from those '
       'per-level returns. Human-normalised: 100 (return - random) / '
       '(human - random).')
-  if suite == scoring.ATARI57:
-    notes.append('The median is the Atari-57 headline: the means the paper '
-                 'publishes do not reproduce from its own per-game table.')
-  else:
-    notes.append('The mean capped score (each level at most 100%) is the '
-                 'DMLab-30 headline; scores below random count negative.')
-  title = f'{SUITE_TITLE[suite]}: mean episode returns'
+  notes.append(suite.headline_note)
+  title = f'{suite.title}: mean episode returns'
   return _Table(title, header, rows, summary, notes)
 
 
@@ -367,12 +269,13 @@ def plot_human_normalized(suite, score_files, paper_column, path):
 
   Atari scores span from below random to tens of thousands of percent: a
   symmetric log axis (linear within +-10%) keeps both ends readable. DMLab-30
-  scores stay within a few hundred percent: linear.
+  scores stay within a few hundred percent: linear. The axis follows the
+  scores: symmetric log once one is beyond +-1000%.
   """
   plt = _pyplot()
-  references = suite_levels(suite)
+  references = suite.references()
   names = [n for n in references if any(n in f.episodes for f in score_files)]
-  title = paper_column_title(suite, paper_column)
+  title = suite.paper_column_title(paper_column)
   series = []
   for f in score_files:
     series.append((f.label, [
@@ -400,14 +303,14 @@ def plot_human_normalized(suite, score_files, paper_column, path):
   axes.set_ylim(len(names) - 0.5, -0.5)  # First level at the top.
   axes.axvline(0, color='black', linewidth=0.8)
   axes.axvline(100, color='black', linewidth=0.8, linestyle='--')
-  if suite == scoring.ATARI57:
+  finite = np.concatenate([np.asarray(v, float) for _, v in series])
+  finite = finite[np.isfinite(finite)]
+  if finite.size and np.abs(finite).max() > 1000.:
     axes.set_xscale('symlog', linthresh=10, linscale=0.5)
     axes.set_xlabel('human-normalised score, % (symmetric log scale; '
                     'dashed: human)')
   else:
     axes.set_xlabel('human-normalised score, % (dashed: human)')
-  finite = np.concatenate([np.asarray(v, float) for _, v in series])
-  finite = finite[np.isfinite(finite)]
   low = min(-10., float(finite.min()) * 1.2) if finite.size else -10.
   high = max(110., float(finite.max()) * 1.2) if finite.size else 110.
   axes.set_xlim(low, high)
@@ -416,7 +319,7 @@ def plot_human_normalized(suite, score_files, paper_column, path):
   # bar runs under it.
   axes.legend(loc='lower left', bbox_to_anchor=(0., 1.), ncol=num_bars,
               fontsize=8, frameon=False, borderaxespad=0.2)
-  axes.set_title(f'{SUITE_TITLE[suite]}: human-normalised score per level',
+  axes.set_title(f'{suite.title}: human-normalised score per level',
                  pad=22)
   figure.tight_layout()
   figure.savefig(path, dpi=90, bbox_inches='tight')
@@ -465,14 +368,12 @@ def read_scalars(logdir):
 
 
 def _guess_suite(tags):
-  """'atari57', 'dmlab30' or None from `episode_return/<level>` tags."""
+  """The `suites.Suite` whose levels the `episode_return/<level>` tags
+  name, or None."""
   names = {t.split('/', 1)[1] for t in tags if t.startswith('episode_return/')}
-  for suite in scoring.SUITES:
-    known = set(suite_levels(suite))
-    if suite == scoring.DMLAB30:
-      import dmlab30  # pylint: disable=g-import-not-at-top
-      known |= set(dmlab30.LEVEL_NAMES)
-    if names and names <= known:
+  for suite in suites.all_suites():
+    known = set(suite.references()) | set(suite.known_names())
+    if names and suite.references() and names <= known:
       return suite
   return None
 
@@ -483,8 +384,8 @@ def plot_learning_curves(runs, output_dir, suite=None):
   Args:
     runs: list of (label, dict tag -> Series) (see `read_scalars`).
     output_dir: where the PNGs go.
-    suite: 'atari57' or 'dmlab30' for the paper's headline lines, or None to
-      guess from the tags.
+    suite: the `suites.Suite` whose paper headlines to draw, or None to
+      guess it from the tags.
 
   Returns:
     dict kind -> path written: 'suite_curve' (`human_normalized_score/suite`)
@@ -502,17 +403,18 @@ def plot_learning_curves(runs, output_dir, suite=None):
       series = scalars.get('human_normalized_score/suite')
       if series is not None:
         axes.plot(series.steps, series.values, label=label)
-    if suite in PAPER_COLUMNS:
-      for column in PAPER_COLUMNS[suite]:
-        score = paper_suite_score(suite, column.key)
+    if suite is not None and suite.paper_columns:
+      for column in suite.paper_columns:
+        score = scoring.paper_suite_score(suite, column.key)
         axes.axhline(score.headline, linestyle='--', linewidth=0.8,
                      color='0.5')
         axes.annotate(f'paper {column.title}: {score.headline:.1f}%',
                       (0, score.headline), xycoords=('axes fraction', 'data'),
                       xytext=(3, 2), textcoords='offset points', fontsize=7,
                       color='0.35')
-      statistic = ('median' if suite == scoring.ATARI57 else 'mean capped')
-      axes.set_ylabel(f'{SUITE_TITLE[suite]} {statistic} human-norm. score, %')
+      statistic = suite.statistics[0][0].replace('human-normalised', '')
+      axes.set_ylabel(f'{suite.title} {statistic.strip().lower()} '
+                      'human-norm. score, %')
     else:
       axes.set_ylabel('suite human-normalised score, %')
     axes.set_xlabel('environment frames')
@@ -528,10 +430,10 @@ def plot_learning_curves(runs, output_dir, suite=None):
   levels = sorted({t.split('/', 1)[1] for t in all_tags
                    if t.startswith('episode_return/')})
   if levels:
-    if suite in PAPER_COLUMNS:
+    if suite is not None and suite.references():
       # Table order (which is alphabetical for Atari, the released code's for
       # DMLab), so that panels line up with the tables.
-      order = {n: i for i, n in enumerate(suite_levels(suite))}
+      order = {n: i for i, n in enumerate(suite.references())}
       levels.sort(key=lambda n: order.get(_safe_reference(suite, n), 1e9))
     columns = min(8, math.ceil(math.sqrt(len(levels))))
     rows = math.ceil(len(levels) / columns)
@@ -570,7 +472,7 @@ def plot_learning_curves(runs, output_dir, suite=None):
 
 def _safe_reference(suite, name):
   try:
-    return reference_name(suite, name)
+    return suite.reference_name(name)
   except ValueError:
     return name
 
@@ -631,24 +533,25 @@ def make_report(score_paths, output_dir, logdirs=(), labels=None,
   score_files = _unique_labels([
       load_score_file(p, labels[i] if labels else None)
       for i, p in enumerate(score_paths)])
-  suites = sorted({f.suite for f in score_files})
-  if len(suites) > 1:
-    raise ValueError(f'Score files of several suites ({", ".join(suites)}): '
+  names = sorted({f.suite.name for f in score_files})
+  if len(names) > 1:
+    raise ValueError(f'Score files of several suites ({", ".join(names)}): '
                      'make one report per suite.')
-  suite = suites[0] if suites else None
+  suite = score_files[0].suite if score_files else None
   paths = {}
   summaries = []
   sections = ['# Evaluation report', '']
   latex = []
   if score_files:
     first = score_files[0]
-    paper_column = paper_column or default_paper_column(
-        suite, multi_task=len(first.episodes) > 1, torso=first.torso)
-    paper_column_title(suite, paper_column)  # Validates.
+    paper_column = paper_column or suite.default_paper_column(
+        multi_task=len(first.episodes) > 1, torso=first.torso)
+    suite.paper_column_title(paper_column)  # Validates.
     table = build_table(suite, score_files)
     summaries = [Summary(f.label, f.suite_score) for f in score_files]
-    summaries += [Summary(f'paper: {c.title}', paper_suite_score(suite, c.key))
-                  for c in PAPER_COLUMNS[suite]]
+    summaries += [Summary(f'paper: {c.title}',
+                          scoring.paper_suite_score(suite, c.key))
+                  for c in suite.paper_columns]
     paths['bars'] = plot_human_normalized(
         suite, score_files, paper_column,
         os.path.join(output_dir, 'human_normalized.png'))
@@ -688,16 +591,13 @@ def make_report(score_paths, output_dir, logdirs=(), labels=None,
 
 
 def _headline_text(suite, summaries):
-  if suite == scoring.ATARI57:
-    name, field = 'median human-normalised score', 'median'
-  else:
-    name, field = 'mean capped human-normalised score', 'mean_capped'
+  title, field = suite.statistics[0]
   parts = []
   for summary in summaries:
     value = ('n/a (not all levels)' if summary.suite_score is None
              else f'{getattr(summary.suite_score, field):.1f}%')
     parts.append(f'{summary.label} {value}')
-  return f'{SUITE_TITLE[suite]} {name}: ' + '; '.join(parts) + '.'
+  return f'{suite.title} {title.lower()} score: ' + '; '.join(parts) + '.'
 
 
 def parse_args(argv=None):

@@ -1,26 +1,24 @@
 """Human-normalised scores: the headline numbers of DMLab-30 and Atari-57.
 
-One module for both suites so that every report (training logs, evaluation
+One module for every suite so that every report (training logs, evaluation
 scripts, tests against the paper) computes the same numbers the same way.
 
   human_normalized_score(r) = 100 * (r - random) / (human - random)
 
-DMLab-30 (IMPALA paper, Table 3): the mean over the 30 levels of that score
-capped at 100 from above only (a level played better than humans counts as
-100; a level played worse than random counts with its negative score). Returns
-are reported on the test levels: returns keyed by a train level name are
-renamed to its test name first.
+The reference scores and the headline statistic are the suite's own
+(`suites.Suite.references`, `Suite.headline`):
 
-Atari-57 (IMPALA paper, Table 4): the median over the 57 games. The paper's
-means do not reproduce from its own per-game table, so the median is the
-headline; the mean is available for completeness.
+  * DMLab-30 (IMPALA paper, Table 3): the mean over the 30 levels of that
+    score capped at 100 from above only (a level played better than humans
+    counts as 100; one played worse than random with its negative score).
+    Returns are reported on the test levels: returns keyed by a train level
+    name count for its test name.
+  * Atari-57 (IMPALA paper, Table 4): the median over the 57 games. The
+    paper's means do not reproduce from its own per-game table, so the median
+    is the headline; the mean is available for completeness.
 
 A missing level or game is an error: silently averaging over fewer levels gives
 a number that cannot be compared with anything.
-
-The reference tables are the suite packages' own (`dmlab30.LEVELS`,
-`atari57.GAMES`); they are imported when first needed, so that importing this
-module costs nothing and a suite's dependencies are only needed to score it.
 """
 
 import collections
@@ -29,12 +27,8 @@ import numbers
 
 import numpy as np
 
-DMLAB30 = 'dmlab30'
-ATARI57 = 'atari57'
-SUITES = (DMLAB30, ATARI57)
-
 # Headline numbers of one evaluation of a suite.
-#   suite: 'dmlab30' or 'atari57'.
+#   suite: the suite's name ('dmlab30', 'atari57').
 #   headline: the paper's headline number: mean_capped for DMLab-30, median
 #     for Atari-57 (percent).
 #   median, mean: over all levels/games of the uncapped scores (percent).
@@ -80,184 +74,88 @@ def _closest(name, candidates):
   return f' (did you mean {", ".join(map(repr, matches))}?)' if matches else ''
 
 
-# DMLab-30.
-
-
-def _mean_returns_in_table_order(returns, index_of, table, table_names,
-                                 candidates, kind):
-  """Matches named returns to a suite's table; every entry exactly once.
+def level_scores(suite, returns):
+  """Per-level human-normalised scores of a whole suite.
 
   Args:
-    returns: mapping name -> mean return or episode returns.
-    index_of: name -> index in `table`, or None for an unknown name.
-    table: the suite's entries (levels or games).
-    table_names: canonical name of each entry, for messages.
-    candidates: names to suggest for an unknown name.
-    kind: e.g. 'DMLab-30 levels', for messages.
+    suite: a `suites.Suite` with reference scores, or its name.
+    returns: mapping level name -> mean episode return (a number) or the
+      episode returns (a non-empty sequence, averaged here). Any name the
+      suite's `reference_name` understands (Atari: 'pong' or 'ALE/Pong-v5';
+      DMLab-30: train or test names, with or without the
+      `contributed/dmlab30/` prefix). Every level must be present, once.
 
   Returns:
-    list of mean returns, one per table entry, in table order.
-
-  Raises:
-    ValueError: a name is unknown, an entry is given twice (under two names)
-      or missing; the message names them.
-  """
-  returns_by_index = {}
-  unknown = []
-  for name, value in returns.items():
-    index = index_of(name)
-    if index is None:
-      unknown.append(repr(name) + _closest(name, candidates))
-      continue
-    if index in returns_by_index:
-      raise ValueError(
-          f'{table_names[index]!r} is given twice (as '
-          f'{returns_by_index[index][0]!r} and {name!r}).')
-    returns_by_index[index] = (name, _mean_return(name, value))
-  if unknown:
-    raise ValueError(f'Unknown {kind}: {", ".join(unknown)}.')
-  missing = [table_names[i] for i in range(len(table))
-             if i not in returns_by_index]
-  if missing:
-    raise ValueError(
-        f'Returns are missing for {len(missing)} of the {len(table)} {kind}: '
-        f'{", ".join(missing)}. The suite score is defined over all '
-        f'{len(table)}.')
-  return [returns_by_index[i][1] for i in range(len(table))]
-
-
-def dmlab30_scores(returns_by_level):
-  """Per-level human-normalised scores of DMLab-30.
-
-  Args:
-    returns_by_level: mapping level name -> mean episode return (a number) or
-      the episode returns themselves (a non-empty sequence, averaged here).
-      Names may be train or test names, with or without the
-      `contributed/dmlab30/` prefix; train names are mapped to test names.
-      All 30 levels must be present, each once.
-
-  Returns:
-    dict test level name -> uncapped score (percent), in `dmlab30.LEVELS`
-    order.
+    dict reference name -> uncapped score (percent), in table order.
 
   Raises:
     ValueError: a level is unknown, given twice (e.g. under its train and its
       test name), or missing; the message names the levels.
   """
-  from dmlab30 import levels as levels_lib  # pylint: disable=g-import-not-at-top
-
-  def index_of(name):
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  suite = suites.get(suite)
+  references = suite.references()
+  if not references:
+    raise ValueError(f'The {suite.name} suite has no reference scores.')
+  kind = f'{suite.title} levels'
+  mean_returns = {}
+  given_as = {}
+  unknown = []
+  for name, value in returns.items():
     try:
-      return levels_lib.level_index(name)
+      reference = suite.reference_name(name)
     except ValueError:
-      return None
-
-  test_names = [level.test_name for level in levels_lib.LEVELS]
-  mean_returns = _mean_returns_in_table_order(
-      returns_by_level, index_of, levels_lib.LEVELS, test_names,
-      levels_lib.LEVEL_NAMES + levels_lib.TEST_LEVEL_NAMES, 'DMLab-30 levels')
-  return {
-      level.test_name: human_normalized_score(r, level.random, level.human)
-      for level, r in zip(levels_lib.LEVELS, mean_returns)
-  }
-
-
-def dmlab30_mean_capped(returns_by_level):
-  """The DMLab-30 headline: mean over 30 levels of min(score, 100), percent.
-
-  Only capped from above: scores below random stay negative.
-  """
-  scores = np.array(list(dmlab30_scores(returns_by_level).values()))
-  return float(np.mean(np.minimum(scores, 100.)))
-
-
-def dmlab30_mean_uncapped(returns_by_level):
-  """Mean over the 30 levels of the uncapped scores, percent."""
-  return float(np.mean(list(dmlab30_scores(returns_by_level).values())))
-
-
-# Atari-57.
-
-
-def _atari_games():
-  """`atari57.GAMES`: records with fields name, gym_id, random, human, ..."""
-  import atari57  # pylint: disable=g-import-not-at-top
-  games = tuple(atari57.GAMES)
-  if len(games) != 57:
-    raise ValueError(f'The Atari-57 table has {len(games)} games, not 57.')
-  return games
-
-
-def atari57_scores(returns_by_game):
-  """Per-game human-normalised scores of Atari-57.
-
-  Args:
-    returns_by_game: mapping game -> mean episode return (a number) or the
-      episode returns (a non-empty sequence, averaged here). Games are named
-      by their short name ('alien', 'montezuma_revenge', ...; the `game`
-      column of atari57/scores.csv) or by their gymnasium id
-      ('ALE/Alien-v5'). All 57 games must be present, each once.
-
-  Returns:
-    dict short game name -> uncapped score (percent), in table order.
-
-  Raises:
-    ValueError: a game is unknown, given twice, or missing.
-  """
-  games = _atari_games()
-  # Short names and gymnasium ids, case-insensitively (as atari57.get_game).
-  index_by_name = {}
-  for i, game in enumerate(games):
-    index_by_name[game.name.lower()] = i
-    index_by_name[game.gym_id.lower()] = i
-  mean_returns = _mean_returns_in_table_order(
-      returns_by_game,
-      lambda name: index_by_name.get(str(name).strip().lower()), games,
-      [g.name for g in games], [g.name for g in games], 'Atari-57 games')
-  return {
-      game.name: human_normalized_score(r, game.random, game.human)
-      for game, r in zip(games, mean_returns)
-  }
-
-
-def atari57_median(returns_by_game):
-  """The Atari-57 headline: median human-normalised score, percent."""
-  return float(np.median(list(atari57_scores(returns_by_game).values())))
-
-
-def atari57_mean(returns_by_game):
-  """Mean human-normalised score over the 57 games, percent (uncapped)."""
-  return float(np.mean(list(atari57_scores(returns_by_game).values())))
-
-
-# Both suites.
+      reference = None
+    if reference not in references:
+      unknown.append(repr(name) + _closest(name, suite.known_names()))
+      continue
+    if reference in mean_returns:
+      raise ValueError(f'{reference!r} is given twice (as '
+                       f'{given_as[reference]!r} and {name!r}).')
+    given_as[reference] = name
+    mean_returns[reference] = _mean_return(name, value)
+  if unknown:
+    raise ValueError(f'Unknown {kind}: {", ".join(unknown)}.')
+  missing = [n for n in references if n not in mean_returns]
+  if missing:
+    raise ValueError(
+        f'Returns are missing for {len(missing)} of the {len(references)} '
+        f'{kind}: {", ".join(missing)}. The suite score is defined over all '
+        f'{len(references)}.')
+  return {name: human_normalized_score(mean_returns[name], ref.random,
+                                       ref.human)
+          for name, ref in references.items()}
 
 
 def suite_score(suite, returns):
   """All headline numbers of one evaluation of a suite.
 
   Args:
-    suite: 'dmlab30' or 'atari57'.
-    returns: mapping level/game name -> mean return or episode returns, as
-      for `dmlab30_scores` / `atari57_scores`.
+    suite: a `suites.Suite` with reference scores, or its name ('atari57',
+      'dmlab30').
+    returns: as for `level_scores`.
 
   Returns:
-    SuiteScore. `headline` is the paper's number for the suite: the capped
-    mean for DMLab-30, the median for Atari-57.
+    SuiteScore. `headline` is the paper's number for the suite (its
+    `Suite.headline` field): the capped mean for DMLab-30, the median for
+    Atari-57.
   """
-  if suite == DMLAB30:
-    per_level = dmlab30_scores(returns)
-  elif suite == ATARI57:
-    per_level = atari57_scores(returns)
-  else:
-    raise ValueError(f'Unknown suite {suite!r}; expected one of {SUITES}.')
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  suite = suites.get(suite)
+  per_level = level_scores(suite, returns)
   scores = np.array(list(per_level.values()))
-  mean_capped = float(np.mean(np.minimum(scores, 100.)))
-  median = float(np.median(scores))
-  return SuiteScore(
-      suite=suite,
-      headline=mean_capped if suite == DMLAB30 else median,
-      median=median,
-      mean=float(np.mean(scores)),
-      mean_capped=mean_capped,
-      per_level=per_level)
+  numbers = dict(median=float(np.median(scores)),
+                 mean=float(np.mean(scores)),
+                 mean_capped=float(np.mean(np.minimum(scores, 100.))))
+  return SuiteScore(suite=suite.name, headline=numbers[suite.headline],
+                    per_level=per_level, **numbers)
+
+
+def paper_suite_score(suite, key):
+  """`SuiteScore` of one of the paper's columns, from its own per-level
+  returns (e.g. 'impala_deep_experts': the Atari-57 median 191.8%)."""
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  suite = suites.get(suite)
+  suite.paper_column_title(key)  # Validates the key.
+  return suite_score(suite, {name: reference.paper[key] for name, reference
+                             in suite.references().items()})

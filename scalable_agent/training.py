@@ -92,29 +92,25 @@ class Statistics:
             for i, r in self._returns.items() if r}
 
   def human_normalized(self):
-    """({level: score %}, suite headline % or None) for Atari and DMLab.
+    """({level: score %}, suite headline % or None); ({}, None) for a suite
+    without reference scores.
 
     The suite headline (Atari-57 median, DMLab-30 capped mean) appears once
     every level of a multi-task run has finished an episode.
     """
     from scalable_agent import scoring  # pylint: disable=g-import-not-at-top
-    if self._suite == 'atari':
-      import atari57  # pylint: disable=g-import-not-at-top
-      table, suite = atari57.get_game, scoring.ATARI57
-    elif self._suite == 'dmlab':
-      import dmlab30  # pylint: disable=g-import-not-at-top
-      table, suite = dmlab30.get_level, scoring.DMLAB30
-    else:
+    references = self._suite.references() if self._suite else {}
+    if not references:
       return {}, None
     returns = {name: r for name, (r, _) in self.per_level().items()}
     scores = {}
     for name, mean_return in returns.items():
-      entry = table(name)
+      reference = references[self._suite.reference_name(name)]
       scores[name] = float(scoring.human_normalized_score(
-          mean_return, entry.random, entry.human))
+          mean_return, reference.random, reference.human))
     suite_score = None
     if self._num_trained_levels > 1 and len(returns) == self._num_trained_levels:
-      suite_score = scoring.suite_score(suite, returns).headline
+      suite_score = scoring.suite_score(self._suite, returns).headline
     return scores, suite_score
 
 
@@ -128,7 +124,7 @@ class TrainingLoop:
       `LearnerEndpoint` in-process, `transport.LearnerServer` over gRPC.
     logdir: where checkpoints and TensorBoard logs go.
     level_names: names of the levels, indexed by `Unroll.level_id`.
-    suite: 'atari', 'dmlab' or 'gymnasium' (for human-normalised scores).
+    suite: the run's `suites.Suite` (for human-normalised scores), or None.
     num_trained_levels: levels this run trains on (the suite headline score
       is reported once each has finished an episode).
     checkpoint_every_s, log_every_s: periods.
@@ -143,7 +139,7 @@ class TrainingLoop:
   """
 
   def __init__(self, learner, queue, endpoint, logdir, level_names,
-               suite='gymnasium', num_trained_levels=1,
+               suite=None, num_trained_levels=1,
                checkpoint_every_s=600., log_every_s=10., print_fn=print,
                stop_at_frames=None, checkpoint_every_frames=0):
     self.learner = learner

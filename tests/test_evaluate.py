@@ -17,7 +17,7 @@ import atari57
 import dmlab30
 from scalable_agent import environments
 from scalable_agent import evaluate
-from scalable_agent import levels
+from scalable_agent import suites
 from scalable_agent import networks
 from scalable_agent import scoring
 
@@ -32,22 +32,27 @@ def _env_output(observation, batch_size):
 
 
 def _observation_batch(config, num_actions, batch_size=3, seed=0):
-  """A fixed EnvOutput batch for forward passes ([B] fields)."""
-  rng = np.random.RandomState(seed)
-  if config.suite == 'dmlab':
-    observation = (rng.randint(0, 256, [batch_size, 72, 96, 3], np.uint8),
-                   np.full([batch_size, 16], -1, np.int32))
-  else:
-    observation = rng.randint(0, 256, [batch_size, 84, 84, 4], np.uint8)
+  """A fixed EnvOutput batch of the suite's observations, [B] fields: random
+  frames, empty instructions (word ids -1)."""
   del num_actions
+  rng = np.random.RandomState(seed)
+
+  def fill(spec):
+    shape = [batch_size] + spec.shape.as_list()
+    if spec.dtype == tf.uint8:
+      return rng.randint(0, 256, shape).astype(np.uint8)
+    return np.full(shape, -1, spec.dtype.as_numpy_dtype)
+
+  observation = tf.nest.map_structure(
+      fill, config.suite.observation_spec(config))
   return _env_output(observation, batch_size)
 
 
 def _save_training_checkpoint(logdir, level='pong', torso=None,
                               num_actions=6):
   """A checkpoint laid out as training.py writes it; returns (agent, prefix)."""
-  config = levels.resolve(level)
-  agent = levels.make_agent(config, num_actions, torso)
+  config = suites.resolve(level)
+  agent = config.suite.make_agent(num_actions, torso)
   env_output = _observation_batch(config, num_actions)
   agent.step(np.zeros([3], np.int32), env_output, agent.initial_state(3))
   # Stand-ins for the learner's optimiser and counters: the evaluator must
@@ -116,7 +121,7 @@ def test_atari_games_end_to_end_in_worker_processes(tmp_path):
 
 
 def test_suite_headline_is_scorings(capsys):
-  config = levels.resolve('atari57')
+  config = suites.resolve('atari57')
   rng = np.random.RandomState(0)
   collected = {
       game: [evaluate.Episode(game, float(r), 100)
@@ -202,7 +207,7 @@ def test_short_episodes_are_not_over_represented():
 
 def test_checkpoint_restores_the_trained_weights(tmp_path):
   agent, prefix = _save_training_checkpoint(str(tmp_path))
-  config = levels.resolve('pong')
+  config = suites.resolve('pong')
   env_output = _observation_batch(config, 6, seed=1)
   expected, _ = agent.step(np.zeros([3], np.int32), env_output, ())
 
@@ -255,7 +260,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, damage):
     content[middle:middle + 64] = bytes(
         (b + 1) % 256 for b in content[middle:middle + 64])
   path.write_bytes(bytes(content))
-  config = levels.resolve('pong')
+  config = suites.resolve('pong')
   with pytest.raises(evaluate.CheckpointError,
                      match='corrupt or incomplete.*another checkpoint'):
     evaluate.Policy(config, 6, None, prefix, _observation_batch(config, 6))
@@ -263,7 +268,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, damage):
 
 def test_checkpoint_of_another_agent_is_a_clear_error(tmp_path):
   _, prefix = _save_training_checkpoint(str(tmp_path), torso='deep')
-  config = levels.resolve('pong')
+  config = suites.resolve('pong')
   env_output = _observation_batch(config, 6)
   with pytest.raises(evaluate.CheckpointError,
                      match='--torso=shallow.*does not fit|pass the --level '
@@ -271,7 +276,7 @@ def test_checkpoint_of_another_agent_is_a_clear_error(tmp_path):
     evaluate.Policy(config, 6, 'shallow', prefix, env_output)
   # Another action set: the multi-task agent has 18 actions.
   with pytest.raises(evaluate.CheckpointError, match='18 actions'):
-    evaluate.Policy(levels.resolve('atari57'), 18, 'deep', prefix, env_output)
+    evaluate.Policy(suites.resolve('atari57'), 18, 'deep', prefix, env_output)
   # The right torso restores.
   evaluate.Policy(config, 6, 'deep', prefix, env_output)
 
@@ -280,7 +285,7 @@ def test_bad_arguments():
   with pytest.raises(ValueError, match='not a level of --level=atari57'):
     evaluate.evaluate('atari57', episodes=1, only_levels=['rooms_watermaze'],
                       num_workers=0)
-  with pytest.raises(ValueError, match='only supported for Atari'):
+  with pytest.raises(ValueError, match='not supported for the dmlab30'):
     evaluate.evaluate('rooms_watermaze', episodes=1, max_episode_frames=100,
                       num_workers=0)
   with pytest.raises(ValueError, match='episodes must be'):

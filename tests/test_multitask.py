@@ -8,15 +8,15 @@ from tensorboard.backend.event_processing import event_accumulator
 
 import atari57
 import dmlab30
-from scalable_agent import levels
+from scalable_agent import suites
 from scalable_agent import main as main_lib
 
 
 def test_atari57_levels_are_spread_round_robin_with_the_full_action_set():
-  config = levels.resolve('atari57')
-  assert config.suite == 'atari' and len(config.levels) == 57
+  config = suites.resolve('atari57')
+  assert config.suite.name == "atari57" and len(config.levels) == 57
   # Actor 1 of 2 actors with 4 environments each holds global envs 4..7.
-  env = levels.make_environment(config, 4, first_env_index=4)
+  env = config.suite.make_environment(config, 4, first_env_index=4)
   try:
     np.testing.assert_array_equal(env.level_ids, [4, 5, 6, 7])
     assert env.num_actions == 18  # One policy head for every game.
@@ -25,10 +25,10 @@ def test_atari57_levels_are_spread_round_robin_with_the_full_action_set():
     assert out.observation.shape == (4, 84, 84, 4)
   finally:
     env.close()
-  assert levels.level_names_by_id(config)[4] == atari57.GAME_NAMES[4]
+  assert config.suite.level_names(config)[4] == atari57.GAME_NAMES[4]
   # Even a batch holding a single game uses the run's 18 actions, so actors
   # of any size agree with the learner.
-  single = levels.make_environment(config, 1)
+  single = config.suite.make_environment(config, 1)
   try:
     assert single.num_actions == 18
   finally:

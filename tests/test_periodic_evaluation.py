@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from scalable_agent import levels
+from scalable_agent import suites
 from scalable_agent import periodic_evaluation
 from scalable_agent import report
 
@@ -41,11 +41,11 @@ def _greedy_returns_by_hand(agent, seed, episodes):
 
 def test_evaluates_due_checkpoints_greedy_and_sampled(tmp_path):
   logdir = str(tmp_path)
-  config = levels.resolve('CartPole-v1')
+  config = suites.resolve('CartPole-v1')
   tf.random.set_seed(3)
-  agent = levels.make_agent(config, 2)
+  agent = config.suite.make_agent(2)
   agent.step(tf.zeros([1], tf.int32),
-             levels.make_environment(config, 1).reset(), ())
+             config.suite.make_environment(config, 1).reset(), ())
   evaluator = periodic_evaluation.Evaluator(
       'CartPole-v1', logdir, every_frames=1000, episodes=3, seed=5)
   assert evaluator.evaluate_if_due() is None  # No checkpoint yet.

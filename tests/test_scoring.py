@@ -60,9 +60,9 @@ def _dmlab30_returns_at(score_by_level):
 ])
 def test_dmlab30_reproduces_paper_table_3(column, paper):
   returns = _dmlab30_paper_returns(column)
-  assert scoring.dmlab30_mean_capped(returns) == pytest.approx(paper, abs=0.06)
-  assert scoring.suite_score('dmlab30', returns).headline == (
-      scoring.dmlab30_mean_capped(returns))
+  result = scoring.suite_score('dmlab30', returns)
+  assert result.mean_capped == pytest.approx(paper, abs=0.06)
+  assert result.headline == result.mean_capped
 
 
 @pytest.mark.parametrize('column,paper', [
@@ -72,11 +72,11 @@ def test_dmlab30_reproduces_paper_table_3(column, paper):
 ])
 def test_atari57_reproduces_paper_table_4(column, paper):
   returns = _atari57_paper_returns(column)
-  assert scoring.atari57_median(returns) == pytest.approx(paper, abs=0.05)
   result = scoring.suite_score('atari57', returns)
+  assert result.median == pytest.approx(paper, abs=0.05)
   assert result.suite == 'atari57'
-  assert result.headline == result.median == scoring.atari57_median(returns)
-  assert result.mean == pytest.approx(scoring.atari57_mean(returns))
+  assert result.headline == result.median
+  assert result.mean == pytest.approx(np.mean(list(result.per_level.values())))
   assert list(result.per_level) == [row['game'] for row in _table(
       'atari57_scores.csv', 'atari57/scores.csv')]
 
@@ -102,27 +102,27 @@ def test_dmlab30_single_level_by_hand():
   returns = _dmlab30_returns_at(lambda level: 0.)
   # rooms_watermaze: random 4.065, human 54.
   returns['rooms_watermaze'] = 29.0325  # Half way: 50%.
-  scores = scoring.dmlab30_scores(returns)
+  scores = scoring.level_scores('dmlab30', returns)
   assert scores['rooms_watermaze'] == pytest.approx(50.)
-  assert scoring.dmlab30_mean_capped(returns) == pytest.approx(50. / 30)
+  assert scoring.suite_score('dmlab30', returns).mean_capped == pytest.approx(50. / 30)
 
 
 def test_dmlab30_caps_from_above_only():
   at_human = _dmlab30_returns_at(lambda level: 100.)
-  assert scoring.dmlab30_mean_capped(at_human) == pytest.approx(100.)
+  assert scoring.suite_score('dmlab30', at_human).mean_capped == pytest.approx(100.)
 
   # One level at three times human level counts as 100 when capped.
   over = _dmlab30_returns_at(
       lambda level: 300. if level.test_name == 'rooms_watermaze' else 100.)
-  assert scoring.dmlab30_scores(over)['rooms_watermaze'] == pytest.approx(300.)
-  assert scoring.dmlab30_mean_capped(over) == pytest.approx(100.)
-  assert scoring.dmlab30_mean_uncapped(over) == pytest.approx(
+  assert scoring.level_scores('dmlab30', over)['rooms_watermaze'] == pytest.approx(300.)
+  assert scoring.suite_score('dmlab30', over).mean_capped == pytest.approx(100.)
+  assert scoring.suite_score('dmlab30', over).mean == pytest.approx(
       (29 * 100. + 300.) / 30)
 
   # Below random is not floored: it pulls the mean down.
   under = _dmlab30_returns_at(
       lambda level: -60. if level.test_name == 'rooms_watermaze' else 0.)
-  assert scoring.dmlab30_mean_capped(under) == pytest.approx(-2.)
+  assert scoring.suite_score('dmlab30', under).mean_capped == pytest.approx(-2.)
   result = scoring.suite_score('dmlab30', under)
   assert result.headline == result.mean_capped == pytest.approx(-2.)
   assert result.mean == pytest.approx(-2.)
@@ -134,25 +134,25 @@ def test_dmlab30_train_names_are_renamed_to_test_names():
   by_train_name = {dmlab30.get_level(name).train_name: value
                    for name, value in by_test_name.items()}
   assert 'rooms_collect_good_objects_train' in by_train_name
-  scores = scoring.dmlab30_scores(by_train_name)
+  scores = scoring.level_scores('dmlab30', by_train_name)
   assert list(scores) == list(dmlab30.TEST_LEVEL_NAMES)
-  assert scores == scoring.dmlab30_scores(by_test_name)
+  assert scores == scoring.level_scores('dmlab30', by_test_name)
   # rooms_collect_good_objects_test: random 0.073, human 10; PBT 5.8.
   assert scores['rooms_collect_good_objects_test'] == pytest.approx(
       100 * (5.8 - 0.073) / (10 - 0.073))
   # Prefixed engine names work too.
   prefixed = {'contributed/dmlab30/' + k: v for k, v in by_train_name.items()}
-  assert scoring.dmlab30_scores(prefixed) == scores
+  assert scoring.level_scores('dmlab30', prefixed) == scores
 
 
 def test_dmlab30_episode_returns_are_averaged():
   returns = _dmlab30_returns_at(lambda level: 0.)
   returns['rooms_watermaze'] = [4.065, 54., 29.0325]  # Mean: 50%.
-  assert scoring.dmlab30_scores(returns)['rooms_watermaze'] == pytest.approx(
-      50.)
+  assert scoring.level_scores('dmlab30', returns)['rooms_watermaze'] == (
+      pytest.approx(50.))
   returns['rooms_watermaze'] = []
   with pytest.raises(ValueError, match='rooms_watermaze'):
-    scoring.dmlab30_scores(returns)
+    scoring.level_scores('dmlab30', returns)
 
 
 def test_dmlab30_missing_unknown_and_duplicate_levels_are_errors():
@@ -160,7 +160,7 @@ def test_dmlab30_missing_unknown_and_duplicate_levels_are_errors():
   del returns['rooms_watermaze']
   del returns['rooms_collect_good_objects_test']
   with pytest.raises(ValueError) as error:
-    scoring.dmlab30_mean_capped(returns)
+    scoring.suite_score('dmlab30', returns)
   message = str(error.value)
   assert 'missing' in message
   assert 'rooms_watermaze' in message
@@ -169,31 +169,32 @@ def test_dmlab30_missing_unknown_and_duplicate_levels_are_errors():
   returns = _dmlab30_paper_returns('impala_deep_pbt')
   returns['explore_goal_location_small'] = 1.
   with pytest.raises(ValueError) as error:
-    scoring.dmlab30_scores(returns)
+    scoring.level_scores('dmlab30', returns)
   assert "'explore_goal_location_small'" in str(error.value)
   assert 'explore_goal_locations_small' in str(error.value)  # Suggestion.
 
   returns = _dmlab30_paper_returns('impala_deep_pbt')
   returns['rooms_collect_good_objects_train'] = 1.
   with pytest.raises(ValueError, match='twice'):
-    scoring.dmlab30_scores(returns)
+    scoring.level_scores('dmlab30', returns)
 
 
 def test_atari57_names_and_errors():
   returns = _atari57_paper_returns('impala_deep_experts')
   by_gym_id = {row['gymnasium_id']: float(row['impala_deep_experts'])
                for row in _table('atari57_scores.csv', 'atari57/scores.csv')}
-  assert scoring.atari57_scores(by_gym_id) == scoring.atari57_scores(returns)
+  assert (scoring.level_scores('atari57', by_gym_id)
+          == scoring.level_scores('atari57', returns))
   # pong: random -20.7, human 14.6.
-  assert scoring.atari57_scores(returns)['pong'] == pytest.approx(
+  assert scoring.level_scores('atari57', returns)['pong'] == pytest.approx(
       100 * (returns['pong'] + 20.7) / (14.6 + 20.7))
 
   del returns['pong']
   with pytest.raises(ValueError, match='missing.*pong'):
-    scoring.atari57_median(returns)
+    scoring.suite_score('atari57', returns)
   returns['pongg'] = 1.
   with pytest.raises(ValueError, match="'pongg'"):
-    scoring.atari57_mean(returns)
+    scoring.suite_score('atari57', returns)
 
 
 def test_suite_score_unknown_suite():

@@ -238,8 +238,8 @@ def test_actor_without_a_learner_fails_with_a_clear_error(tmp_path):
 
 def test_hparams_flag_picks_the_set_and_flags_override_it():
   from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
-  from scalable_agent import levels  # pylint: disable=g-import-not-at-top
-  config = levels.resolve('pong')
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  config = suites.resolve('pong')
   paper = main_lib.hyperparameters(
       main_lib.parse_args(['--hparams=paper']), config)
   assert paper == learner_lib.PAPER_ATARI
@@ -252,7 +252,7 @@ def test_hparams_flag_picks_the_set_and_flags_override_it():
   assert default == dataclasses.replace(paper, batch_size=4)
   # Multi-task Atari keeps the paper's batch.
   assert main_lib.hyperparameters(main_lib.parse_args([]),
-                                  levels.resolve('atari57')) == paper
+                                  suites.resolve('atari57')) == paper
   tuned = main_lib.hyperparameters(
       main_lib.parse_args(['--hparams=paper', '--batch_size=4',
                            '--max_gradient_norm=0']), config)
