@@ -16,7 +16,9 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.11',
-    packages=['scalable_agent', 'atari57', 'dmlab30', 'gymnasium_suite'],
+    packages=setuptools.find_packages(
+        include=['scalable_agent', 'scalable_agent.*', 'atari57', 'dmlab30',
+                 'gymnasium_suite']),
     package_data={'atari57': ['*.csv'], 'dmlab30': ['*.csv']},
     install_requires=[
         'tensorflow>=2.21,<2.22',
@@ -27,6 +29,8 @@ setuptools.setup(
         'tf-keras>=2.21,<2.22',
         'tensorflow-probability>=0.25,<0.26',
         'dm-sonnet==2.0.2',
+        # Nest paths (field names) in the transport (scalable_agent/transport).
+        'dm-tree>=0.1.8',
         # AutoresetMode (atari57.environment) arrived in gymnasium 1.1.
         'gymnasium>=1.1,<2',
         'ale-py>=0.12,<0.13',

@@ -153,10 +153,10 @@ def test_resent_message_is_enqueued_once(parameters):
     client = transport.ActorClient(server.address, SPECS, connect_timeout_s=10)
     encoded = [tf.io.serialize_tensor(x)
                for x in tf.nest.flatten(make_unrolls([5]))]
-    client._enqueue(encoded, 1, None)  # pylint: disable=protected-access
-    client._enqueue(encoded, 1, None)  # pylint: disable=protected-access
+    client._enqueue(encoded, 1)  # pylint: disable=protected-access
+    client._enqueue(encoded, 1)  # pylint: disable=protected-access
     assert server.queue_size() == 1
-    client._enqueue(encoded, 2, None)  # pylint: disable=protected-access
+    client._enqueue(encoded, 2)  # pylint: disable=protected-access
     assert server.queue_size() == 2
 
 
@@ -193,26 +193,35 @@ def test_wrong_dtype_or_shape_is_rejected_and_server_keeps_serving(
   with pytest.raises(transport.UnrollRejectedError, match="'rewards'.*float64"):
     good.send(dict(make_unrolls([0]),
                    rewards=np.zeros([1, T], np.float64)))
+  with pytest.raises(transport.UnrollRejectedError,
+                     match=r"missing \['agent_outputs/baseline'\]"):
+    good.send(dict(make_unrolls([0]),
+                   agent_outputs={'action': np.zeros([1, T], np.int32)}))
+  with pytest.raises(transport.UnrollRejectedError,
+                     match="field 'rewards' has 2 unrolls, field "
+                           "'agent_outputs/action' has 1"):
+    good.send(dict(make_unrolls([0]), rewards=np.zeros([2, T], np.float32)))
   # A mismatch with the learner's specs is caught on connection.
   stale_specs = dict(SPECS, rewards=tf.TensorSpec([T], tf.float64))
   with pytest.raises(transport.UnrollRejectedError, match='disagree'):
     transport.ActorClient(server.address, stale_specs, connect_timeout_s=10)
 
-  # The learner checks on its own (an actor with other specs that skips the
-  # connection check): wrong dtype, then wrong shape.
-  stale = transport.ActorClient(server.address, stale_specs,
-                                connect_timeout_s=10, check_specs=False)
+  # The learner checks on its own, whatever the actor checked: messages
+  # encoded here, past the client's checks. Wrong dtype, then wrong shape.
+  def enqueue_unchecked(unrolls):
+    encoded = [tf.io.serialize_tensor(x) for x in tf.nest.flatten(unrolls)]
+    good._enqueue(encoded, 1)  # pylint: disable=protected-access
+
   with pytest.raises(transport.UnrollRejectedError,
                      match="field 'rewards' has dtype float64, the learner "
                            'expects float32'):
-    stale.send(dict(make_unrolls([0]), rewards=np.zeros([1, T], np.float64)))
+    enqueue_unchecked(dict(make_unrolls([0]),
+                           rewards=np.zeros([1, T], np.float64)))
   wrong_shape = dict(SPECS, frames=tf.TensorSpec([T, 8, 8, 3], tf.uint8))
-  stale = transport.ActorClient(server.address, wrong_shape,
-                                connect_timeout_s=10, check_specs=False)
   with pytest.raises(transport.UnrollRejectedError,
                      match=r"field 'frames' has shape \[1,5,8,8,3\], the "
                            r'learner expects \[1,5,8,8,4\]'):
-    stale.send(make_unrolls([0], wrong_shape))
+    enqueue_unchecked(make_unrolls([0], wrong_shape))
   assert server.queue_size() == 0
 
   sent = make_unrolls([7])
@@ -226,8 +235,8 @@ def test_parameters_over_4mib_in_chunks_with_versions():
   variables = [tf.Variable(tf.random.normal([1000, 1500])),
                tf.Variable(tf.random.normal([600000])),
                tf.Variable(tf.random.normal([7]))]
-  with transport.LearnerServer('localhost:0', SPECS, 2, variables,
-                               initial_version=3) as server:
+  with transport.LearnerServer('localhost:0', SPECS, 2, variables) as server:
+    server.publish(3)
     client = transport.ActorClient(server.address, SPECS, connect_timeout_s=10)
     assert client.learner_info.num_chunks == 3
     params = client.fetch_parameters(known_version=None)
