@@ -4,8 +4,8 @@ Everything the learner does to a batch of unrolls lives here:
 
   * `Unroll`, the structure actors send and the learner consumes;
   * `compute_loss`, the V-trace actor-critic loss of paper section 4.2;
-  * `RMSProp`, with TF1's semantics (the optimiser the paper's numbers came
-    from);
+  * the optimiser (`optimizers.py`: TF1-style RMSProp, the paper's, or
+    Adam) and the learning-rate schedule;
   * `Learner`, which owns the optimiser and the frame counter and runs one
     step as a `tf.function` under a `tf.distribute` strategy.
 
@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from scalable_agent import environments
 from scalable_agent import networks
+from scalable_agent import optimizers
 from scalable_agent import vtrace
 
 # One actor's unroll; what crosses the network. Shapes for one unroll (a batch
@@ -81,6 +82,10 @@ class Hyperparameters:
   epsilon: float = 0.1
   # RMSProp's mean-square accumulator starts here (TF1: 1; PyTorch, Keras: 0).
   initial_mean_square: float = 1.
+  # 'rmsprop' (TF1 semantics, the paper's) or 'adam' (betas 0.9, 0.999;
+  # `epsilon` outside the square root, as Adam defines it; decay, momentum
+  # and initial_mean_square unused).
+  optimizer: str = 'rmsprop'
   max_gradient_norm: float | None = None
 
   @property
@@ -243,58 +248,6 @@ def diagnostics_from_sums(terms):
   }
 
 
-class RMSProp(tf.Module):
-  """RMSProp with the semantics of TF1's `tf.train.RMSPropOptimizer`.
-
-  Differs from Keras' RMSprop in two ways that matter with IMPALA's large
-  epsilon (0.1 or 0.01): the mean-square accumulator starts at ONES, and
-  epsilon sits inside the square root:
-
-    ms  <- decay * ms + (1 - decay) * g^2
-    mom <- momentum * mom + lr * g / sqrt(ms + epsilon)
-    var <- var - mom
-
-  Slots are created at construction (call it under the strategy's scope so
-  they are mirrored like the variables). `initial_mean_square` other than 1
-  departs from TF1 (0 is where PyTorch and Keras start).
-  """
-
-  def __init__(self, variables, decay=0.99, momentum=0., epsilon=0.1,
-               initial_mean_square=1., name='rmsprop'):
-    super().__init__(name=name)
-    self._decay = decay
-    self._momentum = momentum
-    self._epsilon = epsilon
-    with self.name_scope:
-      self.mean_squares = [
-          tf.Variable(tf.fill(tf.shape(v), float(initial_mean_square)),
-                      trainable=False,
-                      name=v.name.split(':')[0].replace('/', '_') + '_ms')
-          for v in variables]
-      self.moments = [
-          tf.Variable(tf.zeros_like(v), trainable=False,
-                      name=v.name.split(':')[0].replace('/', '_') + '_mom')
-          for v in variables] if momentum else None
-
-  def apply(self, gradients, variables, learning_rate):
-    for i, (g, v) in enumerate(zip(gradients, variables)):
-      ms = self.mean_squares[i]
-      ms.assign(self._decay * ms + (1. - self._decay) * tf.square(g))
-      update = learning_rate * g * tf.math.rsqrt(ms + self._epsilon)
-      if self.moments is not None:
-        mom = self.moments[i]
-        mom.assign(self._momentum * mom + update)
-        update = mom
-      v.assign_sub(update)
-
-
-def linear_learning_rate(base_rate, num_env_frames, total_environment_frames):
-  """base_rate annealed linearly to 0 at total_environment_frames."""
-  progress = tf.minimum(
-      tf.cast(num_env_frames, tf.float64) / total_environment_frames, 1.)
-  return tf.cast(base_rate * (1. - progress), tf.float32)
-
-
 def to_time_major(batch):
   """Batch-major `Unroll` ([B, T+1, ...] fields) -> time-major ([T+1, B])."""
   def swap(t):
@@ -381,9 +334,8 @@ class Learner:
     with self.strategy.scope():
       # Sonnet creates variables on first call: do it once, eagerly.
       compute_loss(agent, to_time_major(zeros_batch(specs, 1)), hparams)
-      self.optimizer = RMSProp(agent.trainable_variables, hparams.decay,
-                               hparams.momentum, hparams.epsilon,
-                               hparams.initial_mean_square)
+      self.optimizer = optimizers.make_optimizer(agent.trainable_variables,
+                                                 hparams)
       self.num_env_frames = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name='num_env_frames')
     self._compiled_step = tf.function(self._distributed_step)
@@ -412,7 +364,7 @@ class Learner:
       gradients, _ = tf.clip_by_global_norm(
           gradients, self.hparams.max_gradient_norm, use_norm=gradient_norm)
     # The rate for this step uses the frames seen before it, as the reference.
-    learning_rate = linear_learning_rate(
+    learning_rate = optimizers.linear_learning_rate(
         self.hparams.learning_rate, self.num_env_frames,
         self.hparams.total_environment_frames)
     self.optimizer.apply(gradients, self.agent.trainable_variables,

@@ -13,6 +13,7 @@ import tensorflow as tf
 from scalable_agent import environments
 from scalable_agent import learner as learner_lib
 from scalable_agent import networks
+from scalable_agent import optimizers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +68,7 @@ def test_clip_rewards_unknown_mode():
 
 
 def test_learning_rate_anneals_linearly_to_zero():
-  lr = lambda f: float(learner_lib.linear_learning_rate(0.0006, f, 1000))
+  lr = lambda f: float(optimizers.linear_learning_rate(0.0006, f, 1000))
   assert lr(0) == pytest.approx(0.0006)
   assert lr(250) == pytest.approx(0.00045)
   assert lr(1000) == 0
@@ -85,7 +86,7 @@ def test_rmsprop_matches_tf1_rmsprop_optimizer(momentum, epsilon):
           rng.normal(size=[5]).astype(np.float32)]
   ours = [tf.Variable(x) for x in init]
   theirs = [tf.Variable(x) for x in init]
-  optimizer = learner_lib.RMSProp(ours, decay=0.99, momentum=momentum,
+  optimizer = optimizers.RMSProp(ours, decay=0.99, momentum=momentum,
                                   epsilon=epsilon)
   reference = tf.compat.v1.train.RMSPropOptimizer(
       learning_rate=0.01, decay=0.99, momentum=momentum, epsilon=epsilon)
@@ -102,10 +103,39 @@ def test_rmsprop_matches_tf1_rmsprop_optimizer(momentum, epsilon):
                                       epsilon=epsilon)
   keras.apply_gradients(zip(gradients, keras_vars))
   one_step = [tf.Variable(x) for x in init]
-  learner_lib.RMSProp(one_step, 0.99, momentum, epsilon).apply(
+  optimizers.RMSProp(one_step, 0.99, momentum, epsilon).apply(
       gradients, one_step, 0.01)
   assert not np.allclose(keras_vars[0].numpy(), one_step[0].numpy(),
                          rtol=1e-3)
+
+
+def test_adam_matches_the_papers_algorithm_in_numpy():
+  """Kingma and Ba (2015), Algorithm 1 with the epsilon-hat of section 2,
+  written out in numpy; learning rates change between steps (the schedule)."""
+  rng = np.random.default_rng(1)
+  init = [rng.normal(size=[3, 4]), rng.normal(size=[5])]
+  ours = [tf.Variable(x.astype(np.float32)) for x in init]
+  hparams = learner_lib.Hyperparameters(optimizer='adam', epsilon=1e-3)
+  optimizer = optimizers.make_optimizer(ours, hparams)
+  expected = [x.copy() for x in init]
+  m = [np.zeros_like(x) for x in init]
+  v = [np.zeros_like(x) for x in init]
+  for t in range(1, 8):
+    rate = 0.01 * (1 - t / 10)
+    gradients = [rng.normal(size=x.shape) * 10 ** rng.uniform(-3, 1)
+                 for x in init]
+    optimizer.apply([tf.constant(g, tf.float32) for g in gradients], ours,
+                    tf.constant(rate, tf.float32))
+    for i, g in enumerate(gradients):
+      m[i] = 0.9 * m[i] + 0.1 * g
+      v[i] = 0.999 * v[i] + 0.001 * g * g
+      step = rate * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+      expected[i] -= step * m[i] / (np.sqrt(v[i]) + 1e-3)
+  for a, b in zip(ours, expected):
+    np.testing.assert_allclose(a.numpy(), b, rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match='Unknown optimizer'):
+    optimizers.make_optimizer(ours, learner_lib.Hyperparameters(
+        optimizer='sgd'))
 
 
 # ----------------------------------------------------------------------------
