@@ -37,9 +37,13 @@ setuptools.setup(
         'opencv-python-headless>=4.8',
         'numpy>=1.26',
         'matplotlib>=3.8',
+        # evaluate's progress bar; report's Markdown and LaTeX tables
+        # (tabulate.SEPARATING_LINE arrived in 0.9).
+        'tqdm>=4.66',
+        'tabulate>=0.9',
     ],
     extras_require={
-        'test': ['pytest>=8', 'ruff>=0.6'],
+        'test': ['pytest>=8', 'pytest-timeout>=2', 'ruff>=0.6'],
         # DeepMind Lab's pip package (built from source) imports these.
         'dmlab': ['dm-env>=1.6', 'pillow>=10'],
     },

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from scalable_agent import console
+
 
 def _env_worker(game, num_envs, seconds, index, result_queue):
   import atari57  # pylint: disable=g-import-not-at-top
@@ -132,7 +134,9 @@ def main(argv=None):
   parser.add_argument('--unroll_length', type=int, default=20)
   parser.add_argument('--seconds', type=float, default=20.)
   parser.add_argument('--sections', default='env,actor,learner,end2end')
+  console.add_flags(parser)
   args = parser.parse_args(argv)
+  console.setup(args.tf_logs)
   sections = args.sections.split(',')
   figures = {}
   print(f'{os.cpu_count()} CPUs; {args.game}; {args.num_actors} actors x '

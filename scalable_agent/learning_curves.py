@@ -28,13 +28,16 @@ evaluation returns. `compare` writes:
 import argparse
 import collections
 import csv
+import logging
 import os
 import subprocess
 import sys
 
 import numpy as np
 
+from scalable_agent import console
 from scalable_agent import report
+from scalable_agent import report_plots
 
 # The kinds of return a curve may hold, and their TensorBoard tags (the
 # training one is per level: episode_return/<level>).
@@ -106,7 +109,7 @@ def write_csv(runs, path):
 def plot(runs, path, title='Mean return of the last 100 training episodes'):
   """One PNG: each run's training curve (solid) and greedy evaluation
   (dashed, same colour), over environment frames."""
-  plt = report._pyplot()  # pylint: disable=protected-access
+  plt = report_plots.pyplot()
   figure, axes = plt.subplots(figsize=(8, 4.8))
   for index, run in enumerate(runs):
     colour = f'C{index % 10}'
@@ -174,7 +177,8 @@ def run(level, frames, logdir, seed=0, training_flags=()):
   """
   flags = [f'--level={level}', f'--seed={seed}', f'--logdir={logdir}',
            f'--stop_at_frames={frames}', *training_flags]
-  print('[learning_curves] scalable_agent ' + ' '.join(flags), flush=True)
+  logging.getLogger('learning_curves').info('scalable_agent %s',
+                                            ' '.join(flags))
   result = subprocess.run(
       [sys.executable, '-m', 'scalable_agent.main'] + flags, check=False)
   if result.returncode:
@@ -203,11 +207,14 @@ def parse_args(argv=None):
                               default=[2.5e6, 5e6, 1e7])
   compare_parser.add_argument('--labels', nargs='+', default=None)
   compare_parser.add_argument('--output', required=True)
+  console.add_flags(parser)
   return parser.parse_args(argv)
 
 
 def main(argv=None):
   args = parse_args(argv)
+  # Reading event files loads TensorFlow through TensorBoard: quietly.
+  console.setup(args.tf_logs)
   try:
     if args.command == 'run':
       paths = run(args.level, args.frames, args.logdir, args.seed,

@@ -27,15 +27,14 @@ and stops. Run the same command again to resume from the newest checkpoint in
 """
 
 import argparse
-import collections
 import dataclasses
-import json
+import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
+
+from scalable_agent import console
+from scalable_agent import launcher as launcher_lib
 
 
 def parse_args(argv=None):
@@ -103,29 +102,38 @@ def parse_args(argv=None):
   add('--epsilon', type=float)
   add('--initial_mean_square', type=float,
       help="RMSProp accumulator's start (TF1, the paper: 1).")
+  add('--optimizer', choices=['rmsprop', 'adam'],
+      help='rmsprop (TF1 semantics, the paper) or adam (--epsilon is then '
+      "Adam's, outside the square root).")
   add('--max_gradient_norm', type=float,
       help='Global-norm gradient clipping; 0 turns it off.')
-  args = parser.parse_args(argv)
-  _apply_tf_config(args)
-  return args
+  console.add_flags(parser)
+  return parser.parse_args(argv)
 
 
-def _apply_tf_config(args):
-  """Fills role, task and learner address from TF_CONFIG, if set."""
-  tf_config = os.environ.get('TF_CONFIG')
-  if not tf_config:
+def apply_tf_config(args):
+  """Fills role, task and learner address from TF_CONFIG, if set.
+
+  TensorFlow's `TFConfigClusterResolver` reads it; the cluster needs a
+  'learner' job (its first address is the learner's) and the task a type.
+  """
+  if not os.environ.get('TF_CONFIG'):
     return
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  expected = ('expected {"cluster": {"learner": ["host:port"], ...}, "task": '
+              '{"type": "actor", "index": 0}}')
   try:
-    config = json.loads(tf_config)
-    task = config['task']
-    learners = config['cluster']['learner']
-  except (ValueError, KeyError, TypeError) as e:
-    raise SystemExit(
-        f'TF_CONFIG is not a valid cluster spec ({e!r}); expected '
-        '{"cluster": {"learner": ["host:port"], ...}, "task": {"type": '
-        '"actor", "index": 0}}.') from None
-  args.role = task['type']
-  args.task = int(task.get('index', 0))
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    learners = resolver.cluster_spec().as_dict().get('learner')
+    role = resolver.task_type
+  except ValueError as e:  # Includes json.JSONDecodeError.
+    raise SystemExit(f'TF_CONFIG is not a valid cluster spec ({e}); '
+                     f'{expected}.') from None
+  if not learners or not role:
+    raise SystemExit('TF_CONFIG is not a valid cluster spec (no learner job '
+                     f'or no task type); {expected}.')
+  args.role = role
+  args.task = int(resolver.task_id or 0)
   args.learner_address = learners[0]
   if args.role == 'learner' and args.bind is None:
     args.bind = learners[0]
@@ -221,9 +229,9 @@ def _training_loop(setup, learner, queue, endpoint):
       stop_at_frames=setup.args.stop_at_frames,
       checkpoint_every_frames=_eval_every_frames(setup.args, setup.config))
   restored = loop.restore()
-  print(f'[learner] level {setup.args.level}, {setup.suite.name} suite; '
-        f'logdir {setup.logdir}'
-        + (f'; resumed from {restored}' if restored else ''), flush=True)
+  logging.getLogger('learner').info(
+      'level %s, %s suite; logdir %s%s', setup.args.level, setup.suite.name,
+      setup.logdir, f'; resumed from {restored}' if restored else '')
   return loop
 
 
@@ -244,8 +252,8 @@ def _stop_on_signals(loop):
   """SIGINT/SIGTERM: finish the step, checkpoint, stop."""
   def handler(signum, frame):
     del frame
-    print(f'[learner] {signal.Signals(signum).name}: checkpointing and '
-          'stopping.', flush=True)
+    logging.getLogger('learner').info('%s: checkpointing and stopping.',
+                                      signal.Signals(signum).name)
     loop.stop()
   signal.signal(signal.SIGINT, handler)
   signal.signal(signal.SIGTERM, handler)
@@ -313,7 +321,7 @@ def run_learner(args, bind):
   learner = _make_learner(setup)
   server = transport.LearnerServer(bind, setup.specs, _queue_capacity(setup),
                                    learner.agent.trainable_variables)
-  print(f'[learner] listening on {server.address}', flush=True)
+  logging.getLogger('learner').info('listening on %s', server.address)
   loop = _training_loop(setup, learner, server.unroll_queue, server)
   _stop_on_signals(loop)
   try:
@@ -328,145 +336,27 @@ def run_actor_process(args):
   from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   setup = Setup(args, actor_index=args.task)
-  print(f'[actor {args.task}] {setup.envs_per_actor} environments of '
-        f'{args.level}; connecting to the learner at {args.learner_address}',
-        flush=True)
+  log = logging.getLogger(f'actor {args.task}')
+  log.info('%d environments of %s; connecting to the learner at %s',
+           setup.envs_per_actor, args.level, args.learner_address)
   try:
     client = transport.ActorClient(args.learner_address, setup.specs,
                                    connect_timeout_s=args.connect_timeout_s)
     actor_lib.run_actor(setup.actor, client)
   except transport.LearnerClosedError:
-    print(f'[actor {args.task}] the learner closed; stopping.', flush=True)
+    log.info('the learner closed; stopping.')
   except transport.LearnerUnavailableError as e:
     raise SystemExit(f'[actor {args.task}] error: {e}') from None
-
-
-class ActorLauncher:
-  """Starts actor processes and restarts any that die (local wiring).
-
-  An actor that exits with status 0 has finished (the learner closed its
-  queue: training is over) and one stopped by SIGINT or SIGTERM was stopped
-  on purpose: neither is restarted. Any other exit is a death.
-  A dead actor is restarted after a delay that doubles with each death in a
-  row that came within `fast_failure_s` of its start (from `backoff_s` up to
-  `max_backoff_s`): a crash that repeats at once (a bad flag, a missing
-  ROM) is not retried every few seconds forever. After `max_fast_failures`
-  such deaths in a row the launcher gives up on that actor with a message;
-  when it has given up on all of them it calls `on_all_failed` (by default:
-  SIGTERM to this process, so the learner checkpoints and stops instead of
-  waiting for data that will not come).
-  """
-
-  def __init__(self, args, address, backoff_s=1., max_backoff_s=60.,
-               fast_failure_s=60., max_fast_failures=5, on_all_failed=None,
-               poll_s=0.5):
-    self._args = args
-    self._address = address
-    self._processes = {}
-    self._started_at = {}
-    self._fast_failures = collections.Counter()
-    self._restart_at = {}
-    self._given_up = set()
-    self._backoff_s = backoff_s
-    self._max_backoff_s = max_backoff_s
-    self._fast_failure_s = fast_failure_s
-    self._max_fast_failures = max_fast_failures
-    self._on_all_failed = on_all_failed or (
-        lambda: os.kill(os.getpid(), signal.SIGTERM))
-    self._poll_s = poll_s
-    self._stopping = threading.Event()
-    self.restarts = 0
-
-  def _command(self, task):
-    argv = [sys.executable, '-m', 'scalable_agent.main', '--role=actor',
-            f'--task={task}', f'--learner_address={self._address}']
-    skip = {'role', 'task', 'learner_address', 'bind', 'num_actors',
-            'connect_timeout_s', 'eval_every_frames', 'eval_episodes'}
-    for key, value in vars(self._args).items():
-      if key not in skip and value is not None:
-        argv.append(f'--{key}={value}')
-    return argv
-
-  def _start_actor(self, task):
-    self._processes[task] = subprocess.Popen(self._command(task))
-    self._started_at[task] = time.monotonic()
-
-  def start(self, evaluate_every_frames=0):
-    for task in range(self._args.num_actors):
-      self._start_actor(task)
-    if evaluate_every_frames:
-      # Not watched: an evaluator that dies costs curves, not training.
-      self._processes['evaluator'] = subprocess.Popen([
-          sys.executable, '-m', 'scalable_agent.periodic_evaluation',
-          f'--level={self._args.level}', f'--logdir={_logdir(self._args)}',
-          f'--every_frames={evaluate_every_frames}',
-          f'--episodes={self._args.eval_episodes}',
-          f'--seed={self._args.seed}'] + (
-              [f'--torso={self._args.torso}'] if self._args.torso else []))
-    threading.Thread(target=self._watch, daemon=True).start()
-
-  def _watch(self):
-    while not self._stopping.wait(self._poll_s):
-      now = time.monotonic()
-      for task in range(self._args.num_actors):
-        if task in self._given_up:
-          continue
-        if task in self._restart_at:
-          if now >= self._restart_at[task]:
-            del self._restart_at[task]
-            self.restarts += 1
-            self._start_actor(task)
-          continue
-        code = self._processes[task].poll()
-        if not code:
-          continue  # Running (None) or finished (0).
-        if code in (-signal.SIGINT, -signal.SIGTERM):
-          # Stopped on purpose (Ctrl-C reaches the whole process group, or
-          # someone sent SIGTERM): not a crash to repair.
-          self._given_up.add(task)
-          continue
-        lived_s = now - self._started_at[task]
-        if lived_s < self._fast_failure_s:
-          self._fast_failures[task] += 1
-        else:
-          self._fast_failures[task] = 1
-        failures = self._fast_failures[task]
-        if failures >= self._max_fast_failures:
-          self._given_up.add(task)
-          print(f'[launcher] actor {task} exited with code {code}, its '
-                f'{failures}th death in a row within '
-                f'{self._fast_failure_s:.0f} s of starting; not restarting '
-                'it. Its own error is printed above.', flush=True)
-          if len(self._given_up) == self._args.num_actors:
-            print('[launcher] every actor keeps failing: stopping training.',
-                  flush=True)
-            self._on_all_failed()
-          continue
-        delay = min(self._backoff_s * 2 ** (failures - 1),
-                    self._max_backoff_s)
-        print(f'[launcher] actor {task} exited with code {code}; restarting '
-              f'it in {delay:.0f} s.', flush=True)
-        self._restart_at[task] = now + delay
-
-  def stop(self):
-    self._stopping.set()
-    for process in self._processes.values():
-      if process.poll() is None:
-        process.terminate()
-    for process in self._processes.values():
-      try:
-        process.wait(timeout=10)
-      except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def run_local(args):
   """Learner here, actors as local processes (the default)."""
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
   bind = args.bind or f'localhost:{transport.free_port()}'
-  launcher = ActorLauncher(args, bind)
+  launcher = launcher_lib.ActorLauncher(args, bind)
   # Actors start while the learner builds; they wait for it to listen.
-  launcher.start(_eval_every_frames(args, _resolve_level(args)))
+  launcher.start(_eval_every_frames(args, _resolve_level(args)),
+                 _logdir(args))
   try:
     return run_learner(args, bind)
   finally:
@@ -477,6 +367,8 @@ def run(argv=None):
   """The `scalable_agent` command. Returns None (exit status 0) on success:
   console scripts pass the return value to sys.exit."""
   args = parse_args(argv)
+  console.setup(args.tf_logs)
+  apply_tf_config(args)
   _configure_tensorflow(args, args.role)
   if args.role == 'actor':
     run_actor_process(args)

@@ -29,12 +29,15 @@ With --once it evaluates the newest checkpoint at once and exits.
 """
 
 import argparse
+import logging
 import os
 import time
 
 import numpy as np
 
-from scalable_agent import evaluate
+from scalable_agent import checkpoints
+from scalable_agent import console
+from scalable_agent import play
 from scalable_agent import suites
 
 # The step counter's key in a training checkpoint (training.TrainingLoop).
@@ -77,21 +80,21 @@ class Evaluator:
     self._torso = torso
     self._seed = seed
     self._level = self.config.levels[0]
-    self._name = evaluate.report_name(self.config, self._level)
+    self._name = play.report_name(self.config, self._level)
     self._policy = None
     self.next_due = every_frames
     self._writer = tf.summary.create_file_writer(
         os.path.join(logdir, 'evaluation'))
 
   def _play(self, checkpoint, greedy):
-    env = evaluate.make_evaluation_environment(
+    env = play.make_evaluation_environment(
         self.config, self._level, self.episodes, seed=self._seed)
     try:
       if self._policy is None:
-        self._policy = evaluate.Policy(self.config, env.num_actions,
-                                       self._torso, None, env.reset())
-      evaluate.restore_agent(self._policy.agent, checkpoint)
-      episodes = evaluate.play_level(
+        self._policy = play.Policy(self.config, env.num_actions,
+                                   self._torso, None, env.reset())
+      checkpoints.restore_agent(self._policy.agent, checkpoint)
+      episodes = play.play_level(
           self._policy, env, self.episodes, self._name, lambda e: None,
           rng=np.random.RandomState(self._seed), greedy=greedy)
     finally:
@@ -117,7 +120,7 @@ class Evaluator:
         return None
       greedy = self._play(checkpoint, greedy=True)
       sampled = self._play(checkpoint, greedy=False)
-    except (tf.errors.NotFoundError, evaluate.CheckpointError):
+    except (tf.errors.NotFoundError, checkpoints.CheckpointError):
       return None  # Deleted under us; the next poll takes a newer one.
     self.next_due = (frames // self.every_frames + 1) * self.every_frames
     with self._writer.as_default(step=frames):
@@ -131,7 +134,7 @@ class Evaluator:
     while not should_stop():
       result = self.evaluate_if_due()
       if result is not None:
-        print(self.describe(result), flush=True)
+        logging.getLogger('evaluator').info(self.describe(result))
       else:
         time.sleep(poll_s)
 
@@ -157,11 +160,13 @@ def parse_args(argv=None):
   parser.add_argument('--once', action='store_true',
                       help='Evaluate the newest checkpoint now, then exit '
                       '(for a run that trained without an evaluator).')
+  console.add_flags(parser)
   return parser.parse_args(argv)
 
 
 def main(argv=None):
   args = parse_args(argv)
+  console.setup(args.tf_logs)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # One thread: the evaluator shares the machine with training.
   tf.config.threading.set_intra_op_parallelism_threads(1)

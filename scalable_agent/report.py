@@ -29,33 +29,25 @@ Score files are what `python -m scalable_agent.evaluate` writes
 recomputed here, so a report never disagrees with `scoring`.
 
 The reference tables and the paper's columns are the suites' own
-(`suites.Suite.references`, `Suite.paper_columns`).
+(`suites.Suite.references`, `Suite.paper_columns`). This module reads the
+training logs and puts the report together; the tables are laid out by
+`report_tables` (with `tabulate`), the plots drawn by `report_plots`, and
+score files read by `score_files`.
 """
 
 import argparse
 import collections
 import csv
-import json
-import math
 import os
 import sys
 
 import numpy as np
 
+from scalable_agent import console
+from scalable_agent import report_plots
+from scalable_agent import report_tables
+from scalable_agent import score_files as score_files_lib
 from scalable_agent import scoring
-from scalable_agent import suites
-
-# One score file (scores.json of `evaluate`), as the report uses it.
-#   path, label: file and its column title.
-#   suite: its `suites.Suite` (one with reference scores); level: the
-#     --level evaluated.
-#   checkpoint, torso, max_episode_frames: from the file, for the notes.
-#   episodes: dict level -> list of returns (reference names, suite order).
-#   mean_return: dict level -> mean return.
-#   suite_score: `scoring.SuiteScore` if every level is there, else None.
-ScoreFile = collections.namedtuple(
-    'ScoreFile', 'path label suite level checkpoint torso max_episode_frames '
-    'episodes mean_return suite_score')
 
 # Headline numbers of one column of the table (ours or the paper's).
 #   label: column title; suite_score: `scoring.SuiteScore` or None when the
@@ -72,259 +64,7 @@ ReportResult = collections.namedtuple('ReportResult', 'summaries paths')
 Series = collections.namedtuple('Series', 'steps values')
 
 
-# Score files.
-
-
-def _default_label(path):
-  path = os.path.abspath(path)
-  stem = os.path.splitext(os.path.basename(path))[0]
-  if stem == 'scores':
-    return os.path.basename(os.path.dirname(path)) or 'ours'
-  return stem
-
-
-def load_score_file(path, label=None):
-  """Reads a scores.json of `evaluate` into a `ScoreFile`.
-
-  Raises:
-    ValueError: not a score file of a suite with reference scores.
-  """
-  with open(path) as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{path} is not a JSON score file: {e}.') from e
-  if not isinstance(data, dict) or 'episodes' not in data:
-    raise ValueError(f'{path} has no "episodes"; is it a scores.json written '
-                     'by python -m scalable_agent.evaluate?')
-  scored = [s.name for s in suites.all_suites() if s.references()]
-  if data.get('suite') not in scored:
-    raise ValueError(
-        f'{path}: suite {data.get("suite")!r}; reports cover score files of '
-        f'{" and ".join(scored)}.')
-  suite = suites.get(data['suite'])
-  references = suite.references()
-  episodes = {}
-  for name, returns in data['episodes'].items():
-    name = suite.reference_name(name)
-    if not returns:
-      raise ValueError(f'{path}: no episode returns for {name!r}.')
-    episodes[name] = [float(r) for r in returns]
-  # Table order, whatever the file's.
-  episodes = {n: episodes[n] for n in references if n in episodes}
-  mean_return = {n: float(np.mean(r)) for n, r in episodes.items()}
-  suite_score = (scoring.suite_score(suite, episodes)
-                 if len(episodes) == len(references) else None)
-  return ScoreFile(
-      path=path, label=label or _default_label(path), suite=suite,
-      level=data.get('level'), checkpoint=data.get('checkpoint'),
-      torso=data.get('torso'),
-      max_episode_frames=data.get('max_episode_frames'), episodes=episodes,
-      mean_return=mean_return, suite_score=suite_score)
-
-
-def _unique_labels(score_files):
-  seen = collections.Counter()
-  result = []
-  for score_file in score_files:
-    seen[score_file.label] += 1
-    if seen[score_file.label] > 1:
-      score_file = score_file._replace(
-          label=f'{score_file.label} ({seen[score_file.label]})')
-    result.append(score_file)
-  return result
-
-
-# Tables.
-
-# A table independent of its format: header cells, level rows, summary rows;
-# every cell already a string ('' for empty).
-_Table = collections.namedtuple('_Table', 'title header rows summary notes')
-
-
-def _format_return(value):
-  return f'{value:,.1f}'
-
-
-def _format_percent(value):
-  return f'{value:.1f}%'
-
-
-def build_table(suite, score_files):
-  """Rows of the paper-style table for score files of one `suites.Suite`."""
-  references = suite.references()
-  columns = suite.paper_columns
-  names = [n for n in references
-           if any(n in f.episodes for f in score_files)]
-  header = [suite.level_title, 'Random', 'Human']
-  for f in score_files:
-    header += [f'{f.label} return', f'{f.label} human-norm.']
-  header += [c.title for c in columns]
-  rows = []
-  for name in names:
-    ref = references[name]
-    row = [name, _format_return(ref.random), _format_return(ref.human)]
-    for f in score_files:
-      if name in f.mean_return:
-        score = scoring.human_normalized_score(f.mean_return[name],
-                                               ref.random, ref.human)
-        row += [_format_return(f.mean_return[name]), _format_percent(score)]
-      else:
-        row += ['', '']
-    row += [_format_return(ref.paper[c.key]) for c in columns]
-    rows.append(row)
-
-  paper_scores = [scoring.paper_suite_score(suite, c.key) for c in columns]
-  summary = []
-  for title, field in suite.statistics:
-    row = [title, '', '']
-    for f in score_files:
-      if f.suite_score is None:
-        row += ['', f'n/a ({len(f.episodes)} of {len(references)})']
-      else:
-        row += ['', _format_percent(getattr(f.suite_score, field))]
-    row += [_format_percent(getattr(s, field)) for s in paper_scores]
-    summary.append(row)
-
-  notes = []
-  for f in score_files:
-    counts = sorted({len(r) for r in f.episodes.values()})
-    count_text = '-'.join(str(c) for c in (counts[0], counts[-1])
-                          ) if len(counts) > 1 else str(counts[0])
-    note = (f'{f.label}: --level={f.level}, torso {f.torso}, '
-            f'{count_text} episodes per level, checkpoint '
-            f'{f.checkpoint or "none (untrained agent)"}')
-    if f.max_episode_frames:
-      note += (f'; episodes capped at {f.max_episode_frames} frames '
-               '(protocol: 108,000), not comparable with the paper')
-    notes.append(note + '.')
-  notes.append(
-      f'Paper columns: IMPALA paper (Espeholt et al. 2018) '
-      f'{suite.paper_table}; their headline rows are computed from those '
-      'per-level returns. Human-normalised: 100 (return - random) / '
-      '(human - random).')
-  notes.append(suite.headline_note)
-  title = f'{suite.title}: mean episode returns'
-  return _Table(title, header, rows, summary, notes)
-
-
-def markdown_table(table):
-  """`_Table` -> Markdown (GitHub pipe table)."""
-  def line(cells):
-    return '| ' + ' | '.join(cells) + ' |'
-  lines = [f'## {table.title}', '', line(table.header),
-           '|' + '|'.join([':---'] + ['---:'] * (len(table.header) - 1))
-           + '|']
-  lines += [line(row) for row in table.rows]
-  lines += [line([f'**{row[0]}**'] + [f'**{c}**' if c else '' for c in row[1:]])
-            for row in table.summary]
-  lines.append('')
-  lines += [f'- {note}' for note in table.notes]
-  return '\n'.join(lines) + '\n'
-
-
-_LATEX_ESCAPES = {'\\': r'\textbackslash{}', '&': r'\&', '%': r'\%',
-                  '$': r'\$', '#': r'\#', '_': r'\_', '{': r'\{', '}': r'\}',
-                  '~': r'\textasciitilde{}', '^': r'\textasciicircum{}'}
-
-
-def _latex_escape(text):
-  escaped = ''.join(_LATEX_ESCAPES.get(c, c) for c in str(text))
-  # '--level' would print as an en dash and 'level'.
-  return escaped.replace('--', '-{}-')
-
-
-def latex_table(table):
-  """`_Table` -> a LaTeX table (needs \\usepackage{booktabs})."""
-  spec = 'l' + 'r' * (len(table.header) - 1)
-  def line(cells):
-    return ' & '.join(_latex_escape(c) for c in cells) + r' \\'
-  lines = [
-      '% Generated by python -m scalable_agent.report; needs booktabs.',
-      r'\begin{table}[t]', r'\centering', r'\scriptsize',
-      rf'\begin{{tabular}}{{{spec}}}', r'\toprule', line(table.header),
-      r'\midrule']
-  lines += [line(row) for row in table.rows]
-  lines.append(r'\midrule')
-  lines += [line(row) for row in table.summary]
-  lines += [r'\bottomrule', r'\end{tabular}',
-            rf'\caption{{{_latex_escape(table.title)}. '
-            + ' '.join(_latex_escape(n) for n in table.notes) + '}',
-            r'\end{table}']
-  return '\n'.join(lines) + '\n'
-
-
-# Plots.
-
-
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')  # Files only; no display needed.
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
-def plot_human_normalized(suite, score_files, paper_column, path):
-  """Horizontal bars: per-level human-normalised score, ours and the paper's.
-
-  Atari scores span from below random to tens of thousands of percent: a
-  symmetric log axis (linear within +-10%) keeps both ends readable. DMLab-30
-  scores stay within a few hundred percent: linear. The axis follows the
-  scores: symmetric log once one is beyond +-1000%.
-  """
-  plt = _pyplot()
-  references = suite.references()
-  names = [n for n in references if any(n in f.episodes for f in score_files)]
-  title = suite.paper_column_title(paper_column)
-  series = []
-  for f in score_files:
-    series.append((f.label, [
-        scoring.human_normalized_score(f.mean_return[n], references[n].random,
-                                       references[n].human)
-        if n in f.mean_return else np.nan for n in names]))
-  series.append((f'paper: {title}', [
-      scoring.human_normalized_score(references[n].paper[paper_column],
-                                     references[n].random, references[n].human)
-      for n in names]))
-
-  num_bars = len(series)
-  bar_height = 0.8 / num_bars
-  figure, axes = plt.subplots(
-      figsize=(8.5, 1.6 + 0.1 * len(names) * (num_bars + 1)))
-  positions = np.arange(len(names))
-  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
-  for i, (label, values) in enumerate(series):
-    is_paper = i == num_bars - 1
-    axes.barh(positions + (i - (num_bars - 1) / 2) * bar_height, values,
-              height=bar_height, label=label,
-              color='0.6' if is_paper else colours[i % len(colours)])
-  axes.set_yticks(positions)
-  axes.set_yticklabels(names, fontsize=8)
-  axes.set_ylim(len(names) - 0.5, -0.5)  # First level at the top.
-  axes.axvline(0, color='black', linewidth=0.8)
-  axes.axvline(100, color='black', linewidth=0.8, linestyle='--')
-  finite = np.concatenate([np.asarray(v, float) for _, v in series])
-  finite = finite[np.isfinite(finite)]
-  if finite.size and np.abs(finite).max() > 1000.:
-    axes.set_xscale('symlog', linthresh=10, linscale=0.5)
-    axes.set_xlabel('human-normalised score, % (symmetric log scale; '
-                    'dashed: human)')
-  else:
-    axes.set_xlabel('human-normalised score, % (dashed: human)')
-  low = min(-10., float(finite.min()) * 1.2) if finite.size else -10.
-  high = max(110., float(finite.max()) * 1.2) if finite.size else 110.
-  axes.set_xlim(low, high)
-  axes.grid(axis='x', which='major', alpha=0.3)
-  # Above the bars, under the title: wherever it sits inside, some level's
-  # bar runs under it.
-  axes.legend(loc='lower left', bbox_to_anchor=(0., 1.), ncol=num_bars,
-              fontsize=8, frameon=False, borderaxespad=0.2)
-  axes.set_title(f'{suite.title}: human-normalised score per level',
-                 pad=22)
-  figure.tight_layout()
-  figure.savefig(path, dpi=90, bbox_inches='tight')
-  plt.close(figure)
-  return path
+# Training logs.
 
 
 def read_scalars(logdir):
@@ -367,119 +107,6 @@ def read_scalars(logdir):
   return result
 
 
-def _guess_suite(tags):
-  """The `suites.Suite` whose levels the `episode_return/<level>` tags
-  name, or None."""
-  names = {t.split('/', 1)[1] for t in tags if t.startswith('episode_return/')}
-  for suite in suites.all_suites():
-    known = set(suite.references()) | set(suite.known_names())
-    if names and suite.references() and names <= known:
-      return suite
-  return None
-
-
-def plot_learning_curves(runs, output_dir, suite=None):
-  """Learning curves of training runs, over environment frames.
-
-  Args:
-    runs: list of (label, dict tag -> Series) (see `read_scalars`).
-    output_dir: where the PNGs go.
-    suite: the `suites.Suite` whose paper headlines to draw, or None to
-      guess it from the tags.
-
-  Returns:
-    dict kind -> path written: 'suite_curve' (`human_normalized_score/suite`)
-    and 'curves' (`episode_return/<level>`, one panel per level), each only
-    if some run has such tags.
-  """
-  plt = _pyplot()
-  paths = {}
-  all_tags = set().union(*(set(s) for _, s in runs)) if runs else set()
-  suite = suite or _guess_suite(all_tags)
-
-  if 'human_normalized_score/suite' in all_tags:
-    figure, axes = plt.subplots(figsize=(7, 4.2))
-    for label, scalars in runs:
-      series = scalars.get('human_normalized_score/suite')
-      if series is not None:
-        axes.plot(series.steps, series.values, label=label)
-    if suite is not None and suite.paper_columns:
-      for column in suite.paper_columns:
-        score = scoring.paper_suite_score(suite, column.key)
-        axes.axhline(score.headline, linestyle='--', linewidth=0.8,
-                     color='0.5')
-        axes.annotate(f'paper {column.title}: {score.headline:.1f}%',
-                      (0, score.headline), xycoords=('axes fraction', 'data'),
-                      xytext=(3, 2), textcoords='offset points', fontsize=7,
-                      color='0.35')
-      statistic = suite.statistics[0][0].replace('human-normalised', '')
-      axes.set_ylabel(f'{suite.title} {statistic.strip().lower()} '
-                      'human-norm. score, %')
-    else:
-      axes.set_ylabel('suite human-normalised score, %')
-    axes.set_xlabel('environment frames')
-    axes.ticklabel_format(axis='x', style='sci', scilimits=(0, 0))
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    axes.set_title('Suite score during training (training episodes)')
-    figure.tight_layout()
-    paths['suite_curve'] = os.path.join(output_dir, 'learning_curve_suite.png')
-    figure.savefig(paths['suite_curve'], dpi=90)
-    plt.close(figure)
-
-  levels = sorted({t.split('/', 1)[1] for t in all_tags
-                   if t.startswith('episode_return/')})
-  if levels:
-    if suite is not None and suite.references():
-      # Table order (which is alphabetical for Atari, the released code's for
-      # DMLab), so that panels line up with the tables.
-      order = {n: i for i, n in enumerate(suite.references())}
-      levels.sort(key=lambda n: order.get(_safe_reference(suite, n), 1e9))
-    columns = min(8, math.ceil(math.sqrt(len(levels))))
-    rows = math.ceil(len(levels) / columns)
-    # Small panels for a suite's grid, bigger ones for a few levels; never
-    # narrower than the title and legend.
-    width, height = (2.2, 1.7) if columns >= 4 else (3.6, 2.6)
-    figure, axes_grid = plt.subplots(
-        rows, columns, squeeze=False,
-        figsize=(max(6.5, width * columns + 0.6), height * rows + 0.8))
-    for index, level in enumerate(levels):
-      axes = axes_grid[index // columns][index % columns]
-      for label, scalars in runs:
-        series = scalars.get(f'episode_return/{level}')
-        if series is not None:
-          axes.plot(series.steps, series.values, label=label, linewidth=1)
-      axes.set_title(level, fontsize=8)
-      axes.tick_params(labelsize=6)
-      axes.xaxis.get_offset_text().set_fontsize(6)
-      axes.ticklabel_format(axis='x', style='sci', scilimits=(0, 0))
-      axes.grid(alpha=0.3)
-    for index in range(len(levels), rows * columns):
-      axes_grid[index // columns][index % columns].axis('off')
-    height = figure.get_figheight()
-    handles, labels = axes_grid[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc='upper right', fontsize=8,
-                  ncol=min(4, len(labels)), frameon=False)
-    figure.suptitle('Episode return during training (x: environment frames)',
-                    fontsize=10, x=0.01, ha='left')
-    # Keep a fixed 0.4 inch on top for the title and legend.
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
-    paths['curves'] = os.path.join(output_dir, 'learning_curves.png')
-    figure.savefig(paths['curves'], dpi=80)
-    plt.close(figure)
-  return paths
-
-
-def _safe_reference(suite, name):
-  try:
-    return suite.reference_name(name)
-  except ValueError:
-    return name
-
-
-# The whole report.
-
-
 # Training scalars exported to learning_curves.csv, by tag prefix.
 CSV_TAG_PREFIXES = ('episode_return/', 'episode_length/',
                     'human_normalized_score/', 'throughput/', 'learner/')
@@ -507,6 +134,9 @@ def write_curves_csv(runs, path):
   return path
 
 
+# The whole report.
+
+
 def make_report(score_paths, output_dir, logdirs=(), labels=None,
                 run_labels=None, paper_column=None):
   """Writes the report; see the module docstring.
@@ -530,8 +160,8 @@ def make_report(score_paths, output_dir, logdirs=(), labels=None,
     raise ValueError(f'{len(labels)} labels for {len(score_paths)} score '
                      'files.')
   os.makedirs(output_dir, exist_ok=True)
-  score_files = _unique_labels([
-      load_score_file(p, labels[i] if labels else None)
+  score_files = score_files_lib.unique_labels([
+      score_files_lib.load_score_file(p, labels[i] if labels else None)
       for i, p in enumerate(score_paths)])
   names = sorted({f.suite.name for f in score_files})
   if len(names) > 1:
@@ -547,19 +177,19 @@ def make_report(score_paths, output_dir, logdirs=(), labels=None,
     paper_column = paper_column or suite.default_paper_column(
         multi_task=len(first.episodes) > 1, torso=first.torso)
     suite.paper_column_title(paper_column)  # Validates.
-    table = build_table(suite, score_files)
+    table = report_tables.build_table(suite, score_files)
     summaries = [Summary(f.label, f.suite_score) for f in score_files]
     summaries += [Summary(f'paper: {c.title}',
                           scoring.paper_suite_score(suite, c.key))
                   for c in suite.paper_columns]
-    paths['bars'] = plot_human_normalized(
+    paths['bars'] = report_plots.plot_human_normalized(
         suite, score_files, paper_column,
         os.path.join(output_dir, 'human_normalized.png'))
     sections += [_headline_text(suite, summaries), '',
-                 markdown_table(table),
+                 report_tables.markdown_table(table),
                  '![Human-normalised score per level](human_normalized.png)',
                  '']
-    latex.append(latex_table(table))
+    latex.append(report_tables.latex_table(table))
   if logdirs:
     if run_labels and len(run_labels) != len(logdirs):
       raise ValueError(f'{len(run_labels)} run labels for {len(logdirs)} '
@@ -567,7 +197,7 @@ def make_report(score_paths, output_dir, logdirs=(), labels=None,
     runs = [(run_labels[i] if run_labels else
              os.path.basename(os.path.abspath(d)), read_scalars(d))
             for i, d in enumerate(logdirs)]
-    curve_paths = plot_learning_curves(runs, output_dir, suite)
+    curve_paths = report_plots.plot_learning_curves(runs, output_dir, suite)
     paths.update(curve_paths)
     paths['curves_csv'] = write_curves_csv(
         runs, os.path.join(output_dir, 'learning_curves.csv'))
@@ -622,11 +252,14 @@ def parse_args(argv=None):
                       'impala_deep_pbt (DMLab). Default: the matching one.')
   parser.add_argument('--output', default='report',
                       help='Output directory.')
+  console.add_flags(parser)
   return parser.parse_args(argv)
 
 
 def main(argv=None):
   args = parse_args(argv)
+  # Reading event files loads TensorFlow through TensorBoard: quietly.
+  console.setup(args.tf_logs, import_tensorflow=bool(args.logdir))
   try:
     result = make_report(args.scores, args.output, logdirs=args.logdir,
                          labels=args.labels, run_labels=args.run_labels,

@@ -19,6 +19,7 @@ enqueue into it directly, remote ones through `transport.LearnerServer`.
 """
 
 import collections
+import logging
 import os
 import threading
 import time
@@ -27,14 +28,18 @@ import numpy as np
 import tensorflow as tf
 
 from scalable_agent import actor as actor_lib
+from scalable_agent import checkpoints
 from scalable_agent import learner as learner_lib
+
+# Console lines: '[learner] step ...' (console.setup's format).
+_LOG = logging.getLogger('learner')
 
 
 class LearnerEndpoint:
   """What actors see of a learner in this process: parameters and a queue.
 
-  Serves `actor.InProcessConnection` directly, and the gRPC server
-  (transport.py) forwards its calls here.
+  Serves `actor.InProcessConnection` in the single-process wiring; across
+  processes `transport.LearnerServer` plays this part over gRPC.
   """
 
   def __init__(self, variables, queue):
@@ -128,7 +133,6 @@ class TrainingLoop:
     num_trained_levels: levels this run trains on (the suite headline score
       is reported once each has finished an episode).
     checkpoint_every_s, log_every_s: periods.
-    print_fn: where console lines go.
     stop_at_frames: stop training here (default: the learning-rate
       schedule's end, hparams.total_environment_frames). Lets a run stop
       early without changing its schedule, e.g. an A/B run of 5M frames of
@@ -140,7 +144,7 @@ class TrainingLoop:
 
   def __init__(self, learner, queue, endpoint, logdir, level_names,
                suite=None, num_trained_levels=1,
-               checkpoint_every_s=600., log_every_s=10., print_fn=print,
+               checkpoint_every_s=600., log_every_s=10.,
                stop_at_frames=None, checkpoint_every_frames=0):
     self.learner = learner
     self._checkpoint_every_frames = int(checkpoint_every_frames or 0)
@@ -153,7 +157,6 @@ class TrainingLoop:
     self.statistics = Statistics(level_names, suite, num_trained_levels)
     self._checkpoint_every_s = checkpoint_every_s
     self._log_every_s = log_every_s
-    self._print = print_fn
     self._stop = threading.Event()
     self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
                                     name='learner_step')
@@ -171,21 +174,14 @@ class TrainingLoop:
       the checkpoint path restored, or None.
 
     Raises:
-      ValueError: the checkpoint is unreadable or from another model.
+      checkpoints.CheckpointError (a ValueError): the checkpoint is
+        unreadable or from another model.
     """
     path = self.manager.latest_checkpoint
     if path is None:
       return None
-    try:
-      self.checkpoint.restore(path).assert_existing_objects_matched()
-    except Exception as e:  # pylint: disable=broad-except
-      # A truncated file surfaces as IndexError, a foreign one as
-      # AssertionError or NotFoundError: all mean "this checkpoint is unusable".
-      raise ValueError(
-          f'Cannot restore checkpoint {path}: {type(e).__name__}: '
-          f'{str(e)[:300]}. It is corrupt or was written for another level, '
-          'torso or action set. Delete it (or its directory) to start afresh, '
-          'or pass a different --logdir.') from e
+    checkpoints.restore(self.checkpoint, path, checkpoints.TRAINING_FIXES,
+                        model='agent and optimiser of this run')
     self.endpoint.publish(int(self.step_counter))
     return path
 
@@ -291,7 +287,7 @@ class TrainingLoop:
         tf.summary.scalar(f'human_normalized_score/{level}', score)
       if suite_score is not None:
         tf.summary.scalar('human_normalized_score/suite', suite_score)
-    line = (f'[learner] step {version}  frames {frames:,} '
+    line = (f'step {version}  frames {frames:,} '
             f'(agent steps {agent_steps:,})  fps {fps:,.0f}  '
             f'return {mean_return:.2f} ({self.statistics.episodes} episodes)  '
             f'loss {float(stats.total_loss):.3f}  '
@@ -300,4 +296,4 @@ class TrainingLoop:
             f'queue {queue_size}/{self.queue.capacity}  lag {lag:.1f}')
     if suite_score is not None:
       line += f'  suite score {suite_score:.1f}%'
-    self._print(line, flush=True)
+    _LOG.info(line)

@@ -1,5 +1,6 @@
 """Fixtures shared by the test files."""
 
+import csv
 import importlib.util
 import pathlib
 import sys
@@ -7,6 +8,28 @@ import sys
 import pytest
 
 STANDIN_DIR = pathlib.Path(__file__).resolve().parent / 'deepmind_lab_standin'
+
+# The project's reference facts (the paper's tables, human and random
+# scores): ../shared/reference beside the repository, as CI lays it out.
+REFERENCE_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / (
+    'reference')
+
+
+@pytest.fixture
+def reference_table():
+  """`read(filename)` -> rows (dicts) of a CSV in the reference directory.
+
+  The tests that compare against the reference data skip, saying so, where
+  the directory is not beside the checkout.
+  """
+  if not REFERENCE_DIR.is_dir():
+    pytest.skip(f'the reference data ({REFERENCE_DIR}) is not beside this '
+                'checkout')
+
+  def read(filename):
+    with open(REFERENCE_DIR / filename, newline='') as f:
+      return list(csv.DictReader(f))
+  return read
 
 
 @pytest.fixture

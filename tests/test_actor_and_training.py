@@ -1,6 +1,7 @@
 """Actors' unroll layout, the unroll queue, the training loop and checkpoints."""
 
 import glob
+import logging
 import os
 import threading
 
@@ -165,11 +166,30 @@ def make_loop(logdir, max_frames=1e9):
   learner = learner_lib.Learner(agent, actor.specs, hp)
   queue = transport.UnrollQueue(actor.specs, capacity=8)
   endpoint = training.LearnerEndpoint(agent.trainable_variables, queue)
-  lines = []
   loop = training.TrainingLoop(learner, queue, endpoint, logdir,
-                               ['level_a', 'level_b'], log_every_s=0.,
-                               print_fn=lambda line, **_: lines.append(line))
-  return loop, actor, lines
+                               ['level_a', 'level_b'], log_every_s=0.)
+  return loop, actor, _console_lines('learner')
+
+
+class _Lines(logging.Handler):
+  def __init__(self):
+    super().__init__()
+    self.lines = []
+
+  def emit(self, record):
+    self.lines.append(record.getMessage())
+
+
+def _console_lines(logger_name):
+  """A list that fills with the messages the logger emits."""
+  logger = logging.getLogger(logger_name)
+  logger.setLevel(logging.INFO)
+  for handler in list(logger.handlers):
+    if isinstance(handler, _Lines):
+      logger.removeHandler(handler)
+  handler = _Lines()
+  logger.addHandler(handler)
+  return handler.lines
 
 
 def _feed(loop, actor, stop):

@@ -1,7 +1,5 @@
 """Tests of the Atari-57 suite: game table and environments' protocol."""
 
-import csv
-from pathlib import Path
 
 import ale_py
 from ale_py import roms
@@ -13,8 +11,6 @@ import atari57
 from atari57 import environment as atari_env
 from scalable_agent import environments
 
-_REFERENCE_CSV = (Path(__file__).parents[2] / 'shared/reference' /
-                  'atari57_scores.csv')
 _SCORE_FIELDS = ('random', 'human', 'impala_deep_multitask',
                  'impala_shallow_experts', 'impala_deep_experts')
 
@@ -55,11 +51,8 @@ def test_table_has_57_unique_games():
     assert roms.get_rom_path(game.name) is not None, game.name
 
 
-def test_table_matches_reference():
-  if not _REFERENCE_CSV.exists():
-    pytest.skip(f'reference table {_REFERENCE_CSV} is not in this checkout')
-  with open(_REFERENCE_CSV, newline='') as f:
-    rows = list(csv.DictReader(f))
+def test_table_matches_reference(reference_table):
+  rows = reference_table('atari57_scores.csv')
   assert [r['game'] for r in rows] == list(atari57.GAME_NAMES)
   for row, game in zip(rows, atari57.GAMES):
     assert row['gymnasium_id'] == game.gym_id

@@ -8,7 +8,6 @@ API and errors; each test gets a fresh copy installed as
 """
 
 import ast
-import csv
 import os
 import pathlib
 import sys
@@ -21,8 +20,6 @@ import dmlab30
 from dmlab30 import environment
 from scalable_agent import networks
 
-_REFERENCE_DIR = (
-    pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'reference')
 
 # The 9 actions exactly as the reference lists them.
 _REFERENCE_ACTIONS = [
@@ -69,12 +66,8 @@ def test_thirty_levels_and_names():
                                 4.065, 26.9, 31.1)
 
 
-def test_table_matches_reference_csv():
-  path = _REFERENCE_DIR / 'dmlab30_scores.csv'
-  if not path.exists():
-    pytest.skip(f'{path} not present')
-  with open(path, newline='') as f:
-    rows = list(csv.DictReader(f))
+def test_table_matches_reference_csv(reference_table):
+  rows = reference_table('dmlab30_scores.csv')
   assert [(r['train_level'], r['test_level'], float(r['human']),
            float(r['random'])) for r in rows] == [
                (l.train_name, l.test_name, l.human, l.random)

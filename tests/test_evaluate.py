@@ -1,4 +1,6 @@
-"""Tests of scalable_agent/evaluate.py: protocol, outputs, checkpoints, DMLab.
+"""Tests of evaluate.py and what it plays with: play.py (protocol, episode
+counting), checkpoints.py (restoring), score_files.py (outputs), the worker
+pool, and DMLab.
 
 Atari runs are a few short episodes (a frame cap) of a fresh agent; the
 DMLab-30 path runs against the stand-in `deepmind_lab` module
@@ -15,11 +17,14 @@ import tensorflow as tf
 
 import atari57
 import dmlab30
+from scalable_agent import checkpoints
 from scalable_agent import environments
 from scalable_agent import evaluate
-from scalable_agent import suites
 from scalable_agent import networks
+from scalable_agent import play
+from scalable_agent import score_files
 from scalable_agent import scoring
+from scalable_agent import suites
 
 
 
@@ -124,7 +129,7 @@ def test_suite_headline_is_scorings(capsys):
   config = suites.resolve('atari57')
   rng = np.random.RandomState(0)
   collected = {
-      game: [evaluate.Episode(game, float(r), 100)
+      game: [play.Episode(game, float(r), 100)
              for r in rng.uniform(0, 2 * atari57.get_game(game).human, 2)]
       for game in config.levels}
   result = evaluate._summarise(config, 'atari57', list(config.levels), None,
@@ -132,7 +137,7 @@ def test_suite_headline_is_scorings(capsys):
   expected = scoring.suite_score('atari57', result.episodes)
   assert result.suite_score == expected
   assert result.human_normalized == pytest.approx(expected.per_level)
-  assert evaluate.result_to_json(result)['headline'] == expected.median
+  assert score_files.result_to_json(result)['headline'] == expected.median
   print(evaluate.format_table(result))
   table = capsys.readouterr().out
   assert f'median human-normalised score: {expected.median:.1f}%' in table
@@ -143,16 +148,16 @@ def test_suite_headline_is_scorings(capsys):
 def test_sample_actions_follows_the_policy():
   rng = np.random.RandomState(0)
   logits = np.log(np.array([[0.7, 0.2, 0.1]] * 20000))
-  actions = evaluate.sample_actions(logits, rng)
+  actions = play.sample_actions(logits, rng)
   assert actions.dtype == np.int32
   np.testing.assert_allclose(np.bincount(actions) / 20000, [0.7, 0.2, 0.1],
                              atol=0.015)
 
 
 def test_episode_quotas_are_fixed_per_environment():
-  np.testing.assert_array_equal(evaluate.episode_quotas(5, 2), [3, 2])
-  np.testing.assert_array_equal(evaluate.episode_quotas(2, 2), [1, 1])
-  np.testing.assert_array_equal(evaluate.episode_quotas(9, 4), [3, 2, 2, 2])
+  np.testing.assert_array_equal(play.episode_quotas(5, 2), [3, 2])
+  np.testing.assert_array_equal(play.episode_quotas(2, 2), [1, 1])
+  np.testing.assert_array_equal(play.episode_quotas(9, 4), [3, 2, 2, 2])
 
 
 class _ScriptedBatch:
@@ -197,9 +202,36 @@ class _RandomPolicy:
 def test_short_episodes_are_not_over_represented():
   # Env 0's short episodes finish 5 times as often; counting the first 4 to
   # finish would give 4 of them. Quotas take 2 from each environment.
-  episodes = evaluate.play_level(_RandomPolicy(), _ScriptedBatch(), 4, 'x',
-                                 lambda e: None)
+  episodes = play.play_level(_RandomPolicy(), _ScriptedBatch(), 4, 'x',
+                             lambda e: None)
   assert sorted(e.episode_return for e in episodes) == [1., 1., 10., 10.]
+
+
+# The worker pool's errors.
+
+
+def _fail_on_breakout(level):
+  """A pool task (module level: spawned workers import it by name)."""
+  if level == 'breakout':
+    raise KeyError('no such ROM')
+  return level.upper()
+
+
+def _die(level):
+  del level
+  os._exit(3)  # As if killed from outside: no exception, no result.
+
+
+def test_worker_errors_name_the_level_and_a_dead_worker_is_explained():
+  results = {}
+  with pytest.raises(RuntimeError,
+                     match="failed on level 'breakout': KeyError"):
+    evaluate._run_pool(_fail_on_breakout, ['pong', 'breakout'], 1,
+                       results.__setitem__)
+  assert results == {'pong': 'PONG'}  # Handed out in order, one at a time.
+  with pytest.raises(RuntimeError,
+                     match='worker process died.*fewer --num_workers'):
+    evaluate._run_pool(_die, ['pong'], 1, results.__setitem__)
 
 
 # Checkpoints.
@@ -213,15 +245,15 @@ def test_checkpoint_restores_the_trained_weights(tmp_path):
 
   # The logdir, its checkpoints directory and the prefix all find it.
   for path in (str(tmp_path), str(tmp_path / 'checkpoints'), prefix):
-    assert evaluate.resolve_checkpoint(path) == prefix
-  policy = evaluate.Policy(config, 6, None, prefix, env_output)
+    assert checkpoints.resolve(path) == prefix
+  policy = play.Policy(config, 6, None, prefix, env_output)
   restored, _ = policy.agent.step(np.zeros([3], np.int32), env_output, ())
   np.testing.assert_allclose(restored.policy_logits, expected.policy_logits,
                              rtol=1e-6)
   np.testing.assert_allclose(restored.baseline, expected.baseline, rtol=1e-6)
 
   # A fresh agent differs (so the comparison above means something).
-  fresh = evaluate.Policy(config, 6, None, None, env_output)
+  fresh = play.Policy(config, 6, None, None, env_output)
   output, _ = fresh.agent.step(np.zeros([3], np.int32), env_output, ())
   assert not np.allclose(output.policy_logits, expected.policy_logits)
 
@@ -237,11 +269,12 @@ def test_checkpoint_restores_the_trained_weights(tmp_path):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-  with pytest.raises(evaluate.CheckpointError, match="'none' for an untrained"):
-    evaluate.resolve_checkpoint(str(tmp_path / 'nowhere'))
-  with pytest.raises(evaluate.CheckpointError, match='No checkpoint found'):
-    evaluate.resolve_checkpoint(str(tmp_path))
-  assert evaluate.resolve_checkpoint('none') is None
+  with pytest.raises(checkpoints.CheckpointError,
+                     match="'none' for an untrained"):
+    checkpoints.resolve(str(tmp_path / 'nowhere'))
+  with pytest.raises(checkpoints.CheckpointError, match='No checkpoint found'):
+    checkpoints.resolve(str(tmp_path))
+  assert checkpoints.resolve('none') is None
   assert evaluate.main(['--level=pong', f'--checkpoint={tmp_path}',
                         '--num_workers=0']) == 2
 
@@ -261,24 +294,24 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, damage):
         (b + 1) % 256 for b in content[middle:middle + 64])
   path.write_bytes(bytes(content))
   config = suites.resolve('pong')
-  with pytest.raises(evaluate.CheckpointError,
+  with pytest.raises(checkpoints.CheckpointError,
                      match='corrupt or incomplete.*another checkpoint'):
-    evaluate.Policy(config, 6, None, prefix, _observation_batch(config, 6))
+    play.Policy(config, 6, None, prefix, _observation_batch(config, 6))
 
 
 def test_checkpoint_of_another_agent_is_a_clear_error(tmp_path):
   _, prefix = _save_training_checkpoint(str(tmp_path), torso='deep')
   config = suites.resolve('pong')
   env_output = _observation_batch(config, 6)
-  with pytest.raises(evaluate.CheckpointError,
+  with pytest.raises(checkpoints.CheckpointError,
                      match='--torso=shallow.*does not fit|pass the --level '
                      'and --torso'):
-    evaluate.Policy(config, 6, 'shallow', prefix, env_output)
+    play.Policy(config, 6, 'shallow', prefix, env_output)
   # Another action set: the multi-task agent has 18 actions.
-  with pytest.raises(evaluate.CheckpointError, match='18 actions'):
-    evaluate.Policy(suites.resolve('atari57'), 18, 'deep', prefix, env_output)
+  with pytest.raises(checkpoints.CheckpointError, match='18 actions'):
+    play.Policy(suites.resolve('atari57'), 18, 'deep', prefix, env_output)
   # The right torso restores.
-  evaluate.Policy(config, 6, 'deep', prefix, env_output)
+  play.Policy(config, 6, 'deep', prefix, env_output)
 
 
 def test_bad_arguments():
@@ -304,7 +337,11 @@ def test_dmlab30_all_levels_on_test_levels(lab, tmp_path, capsys):
   result = evaluate.evaluate(
       'dmlab30', checkpoint='none', episodes=1, num_workers=0,
       output_dir=str(tmp_path / 'out'), dataset_path=str(dataset),
-      level_cache_dir=str(tmp_path / 'cache'), progress=False)
+      level_cache_dir=str(tmp_path / 'cache'))
+
+  # The progress bar (stderr) counts episodes and levels.
+  captured = capsys.readouterr()
+  assert '| 30/30 [' in captured.err and '30/30 levels]' in captured.err
 
   # Evaluated and reported on the test variants, held-out levels allowed,
   # with the evaluation mixer seed.
@@ -329,7 +366,7 @@ def test_dmlab30_all_levels_on_test_levels(lab, tmp_path, capsys):
   data = json.loads((tmp_path / 'out' / 'scores.json').read_text())
   assert data['headline'] == pytest.approx(expected.mean_capped)
   assert data['suite'] == 'dmlab30'
-  table = capsys.readouterr().out
+  table = captured.out
   assert (f'DMLab-30 mean capped human-normalised score: '
           f'{expected.mean_capped:.1f}%') in table
   assert 'paper IMPALA (deep, PBT): 49.4%' in table

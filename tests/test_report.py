@@ -1,4 +1,5 @@
-"""Tests of scalable_agent/report.py: tables, headline rows, plots, curves.
+"""Tests of the report: report.py, report_tables.py (tabulate), report_plots.py,
+score_files.py (reading scores.json): tables, headline rows, plots, curves.
 
 The strongest check of the tables is the paper itself: a score file whose
 returns are one of the paper's IMPALA columns must give back the paper's
@@ -9,6 +10,7 @@ PBT: mean capped 49.4%).
 import csv
 import json
 import os
+import re
 
 import matplotlib
 matplotlib.use('Agg')
@@ -19,6 +21,7 @@ import pytest
 import atari57
 import dmlab30
 from scalable_agent import report
+from scalable_agent import score_files
 from scalable_agent import scoring
 
 
@@ -36,6 +39,16 @@ def _atari_paper_scores(tmp_path, column, name='paper_atari'):
   return _write_scores(
       tmp_path / name / 'scores.json', 'atari57', 'atari57',
       {g.name: [getattr(g, column)] for g in atari57.GAMES})
+
+
+def _first_cells(text, separator):
+  """The first cell of each row of a Markdown ('|') or LaTeX ('&') table in
+  `text`, without the padding tabulate adds."""
+  if separator == '|':
+    rows = [l.strip()[1:] for l in text.splitlines() if l.startswith('|')]
+  else:
+    rows = [l for l in text.splitlines() if l.rstrip().endswith('\\\\')]
+  return [row.split(separator)[0].strip() for row in rows]
 
 
 def _check_png(path, min_height=300, min_width=300):
@@ -64,8 +77,8 @@ def test_atari_report_from_the_papers_own_numbers(tmp_path):
   markdown = (out / 'report.md').read_text()
   latex = (out / 'report.tex').read_text()
   for game in atari57.GAME_NAMES:
-    assert f'| {game} |' in markdown
-    assert game.replace('_', r'\_') + ' &' in latex
+    assert game in _first_cells(markdown, '|')
+    assert game.replace('_', r'\_') in _first_cells(latex, '&')
   # Two score files: two pairs of columns beside the paper's three.
   header = [l for l in markdown.splitlines() if l.startswith('| Game')][0]
   assert header.count('human-norm.') == 2
@@ -77,7 +90,8 @@ def test_atari_report_from_the_papers_own_numbers(tmp_path):
   assert median_row.count('**191.8%**') == 2  # Ours and the paper's.
   assert '**59.7%**' in median_row and '**93.2%**' in median_row
   assert 'Mean human-normalised' in markdown
-  assert r'Median human-normalised &' in latex and r'191.8\%' in latex
+  assert 'Median human-normalised' in _first_cells(latex, '&')
+  assert r'191.8\%' in latex
   assert latex.count(r'\\') == 57 + 1 + 2  # Levels, header, summary.
   _check_png(result.paths['bars'], min_height=1000)
 
@@ -99,7 +113,7 @@ def test_dmlab_report_from_the_papers_own_numbers(tmp_path):
 
   markdown = (out / 'report.md').read_text()
   for name in dmlab30.TEST_LEVEL_NAMES:
-    assert f'| {name} |' in markdown
+    assert name in _first_cells(markdown, '|')
   assert 'rooms_collect_good_objects_train' not in markdown
   capped_row = [l for l in markdown.splitlines()
                 if 'Mean capped human-normalised' in l][0]
@@ -117,7 +131,8 @@ def test_partial_score_file_has_no_headline(tmp_path):
   result = report.make_report([pong], str(tmp_path / 'out'))
   assert result.summaries[0].suite_score is None
   markdown = (tmp_path / 'out' / 'report.md').read_text()
-  assert '| pong |' in markdown and '| breakout |' not in markdown
+  levels = _first_cells(markdown, '|')
+  assert 'pong' in levels and 'breakout' not in levels
   assert 'n/a (1 of 57)' in markdown
   # Paper headline rows still come from the full tables.
   assert '191.8%' in markdown
@@ -135,8 +150,36 @@ def test_mixed_suites_and_bad_files_are_refused(tmp_path):
   bad = tmp_path / 'bad.json'
   bad.write_text('{"suite": "atari57"}')
   with pytest.raises(ValueError, match='no "episodes"'):
-    report.load_score_file(str(bad))
+    score_files.load_score_file(str(bad))
   assert report.main([str(bad), '--output', str(tmp_path / 'o')]) == 2
+
+
+def test_latex_escapes_labels_level_names_and_notes(tmp_path):
+  pong = _write_scores(tmp_path / 'pong' / 'scores.json', 'atari57', 'pong',
+                       {'pong': [-21.]}, torso='shallow',
+                       max_episode_frames=400)
+  beam = _write_scores(tmp_path / 'beam' / 'scores.json', 'atari57',
+                       'beam_rider', {'beam_rider': [300.]}, torso='shallow')
+  label = 'run_1 & 50% #2 ~x^'
+  out = tmp_path / 'out'
+  report.make_report([pong, beam], str(out), labels=[label, 'beam'])
+  latex = (out / 'report.tex').read_text()
+  escaped = r'run\_1 \& 50\% \#2 \textasciitilde{}x\^{}'
+  assert f'{escaped} return' in latex
+  assert r'beam\_rider' in _first_cells(latex, '&')
+  caption, = [l for l in latex.splitlines() if l.startswith(r'\caption{')]
+  assert f'{escaped}: -{{}}-level=pong' in caption  # Not an en dash.
+  assert '108,000' in caption and r'\_' in caption  # beam_rider's note.
+  # Apart from the first line (a LaTeX comment), no special character is
+  # left unescaped; outside the tabular no & at all.
+  body = latex.split('\n', 1)[1]
+  assert not re.search(r'(?<!\\)[%#_^~]', body)
+  assert not re.search(r'(?<!\\)&', caption)
+  # Every row has as many cells as the header.
+  rows = [l for l in body.splitlines() if l.endswith('\\\\')]
+  assert len({len(re.findall(r'(?<!\\)&', row)) for row in rows}) == 1
+  markdown = (out / 'report.md').read_text()
+  assert f'{label} return' in markdown  # Markdown shows it as it is.
 
 
 def test_learning_curves_from_tensorboard_logs(tmp_path):

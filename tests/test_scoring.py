@@ -1,12 +1,9 @@
 """Tests of scalable_agent.scoring: the formula, and the paper's numbers.
 
 The paper's per-level/per-game returns come from the project's reference
-tables (../shared/reference next to the repository), or from the packages'
-copies of them where the reference directory is not there.
+tables (../shared/reference next to the repository; the `reference_table`
+fixture of conftest.py), not from the packages' copies under test.
 """
-
-import csv
-import pathlib
 
 import numpy as np
 import pytest
@@ -14,28 +11,15 @@ import pytest
 import dmlab30
 from scalable_agent import scoring
 
-_REPO_DIR = pathlib.Path(__file__).resolve().parents[1]
-_REFERENCE_DIR = (
-    pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'reference')
-
-
-def _table(reference_name, package_path):
-  path = _REFERENCE_DIR / reference_name
-  if not path.exists():
-    path = _REPO_DIR / package_path
-  with open(path, newline='') as f:
-    return list(csv.DictReader(f))
-
-
-def _dmlab30_paper_returns(column):
+def _dmlab30_paper_returns(reference_table, column):
   """Paper Table B.1 returns keyed by test level name."""
-  rows = _table('dmlab30_paper_scores.csv', 'dmlab30/paper_scores.csv')
+  rows = reference_table('dmlab30_paper_scores.csv')
   return {row['test_level']: float(row[column]) for row in rows}
 
 
-def _atari57_paper_returns(column):
+def _atari57_paper_returns(reference_table, column):
   """Paper Table C.1 returns keyed by short game name."""
-  rows = _table('atari57_scores.csv', 'atari57/scores.csv')
+  rows = reference_table('atari57_scores.csv')
   return {row['game']: float(row[column]) for row in rows}
 
 
@@ -58,8 +42,8 @@ def _dmlab30_returns_at(score_by_level):
     ('impala_experts_deep', 44.5),
     ('impala_deep_pbt', 49.4),
 ])
-def test_dmlab30_reproduces_paper_table_3(column, paper):
-  returns = _dmlab30_paper_returns(column)
+def test_dmlab30_reproduces_paper_table_3(column, paper, reference_table):
+  returns = _dmlab30_paper_returns(reference_table, column)
   result = scoring.suite_score('dmlab30', returns)
   assert result.mean_capped == pytest.approx(paper, abs=0.06)
   assert result.headline == result.mean_capped
@@ -70,15 +54,15 @@ def test_dmlab30_reproduces_paper_table_3(column, paper):
     ('impala_shallow_experts', 93.2),
     ('impala_deep_experts', 191.8),
 ])
-def test_atari57_reproduces_paper_table_4(column, paper):
-  returns = _atari57_paper_returns(column)
+def test_atari57_reproduces_paper_table_4(column, paper, reference_table):
+  returns = _atari57_paper_returns(reference_table, column)
   result = scoring.suite_score('atari57', returns)
   assert result.median == pytest.approx(paper, abs=0.05)
   assert result.suite == 'atari57'
   assert result.headline == result.median
   assert result.mean == pytest.approx(np.mean(list(result.per_level.values())))
-  assert list(result.per_level) == [row['game'] for row in _table(
-      'atari57_scores.csv', 'atari57/scores.csv')]
+  assert list(result.per_level) == [
+      row['game'] for row in reference_table('atari57_scores.csv')]
 
 
 # The formula, by hand.
@@ -129,8 +113,8 @@ def test_dmlab30_caps_from_above_only():
   assert result.median == pytest.approx(0.)
 
 
-def test_dmlab30_train_names_are_renamed_to_test_names():
-  by_test_name = _dmlab30_paper_returns('impala_deep_pbt')
+def test_dmlab30_train_names_are_renamed_to_test_names(reference_table):
+  by_test_name = _dmlab30_paper_returns(reference_table, 'impala_deep_pbt')
   by_train_name = {dmlab30.get_level(name).train_name: value
                    for name, value in by_test_name.items()}
   assert 'rooms_collect_good_objects_train' in by_train_name
@@ -155,8 +139,9 @@ def test_dmlab30_episode_returns_are_averaged():
     scoring.level_scores('dmlab30', returns)
 
 
-def test_dmlab30_missing_unknown_and_duplicate_levels_are_errors():
-  returns = _dmlab30_paper_returns('impala_deep_pbt')
+def test_dmlab30_missing_unknown_and_duplicate_levels_are_errors(
+    reference_table):
+  returns = _dmlab30_paper_returns(reference_table, 'impala_deep_pbt')
   del returns['rooms_watermaze']
   del returns['rooms_collect_good_objects_test']
   with pytest.raises(ValueError) as error:
@@ -166,23 +151,23 @@ def test_dmlab30_missing_unknown_and_duplicate_levels_are_errors():
   assert 'rooms_watermaze' in message
   assert 'rooms_collect_good_objects_test' in message
 
-  returns = _dmlab30_paper_returns('impala_deep_pbt')
+  returns = _dmlab30_paper_returns(reference_table, 'impala_deep_pbt')
   returns['explore_goal_location_small'] = 1.
   with pytest.raises(ValueError) as error:
     scoring.level_scores('dmlab30', returns)
   assert "'explore_goal_location_small'" in str(error.value)
   assert 'explore_goal_locations_small' in str(error.value)  # Suggestion.
 
-  returns = _dmlab30_paper_returns('impala_deep_pbt')
+  returns = _dmlab30_paper_returns(reference_table, 'impala_deep_pbt')
   returns['rooms_collect_good_objects_train'] = 1.
   with pytest.raises(ValueError, match='twice'):
     scoring.level_scores('dmlab30', returns)
 
 
-def test_atari57_names_and_errors():
-  returns = _atari57_paper_returns('impala_deep_experts')
+def test_atari57_names_and_errors(reference_table):
+  returns = _atari57_paper_returns(reference_table, 'impala_deep_experts')
   by_gym_id = {row['gymnasium_id']: float(row['impala_deep_experts'])
-               for row in _table('atari57_scores.csv', 'atari57/scores.csv')}
+               for row in reference_table('atari57_scores.csv')}
   assert (scoring.level_scores('atari57', by_gym_id)
           == scoring.level_scores('atari57', returns))
   # pong: random -20.7, human 14.6.

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+from scalable_agent import launcher as launcher_lib
 from scalable_agent import main as main_lib
 from scalable_agent import transport
 
@@ -159,7 +160,7 @@ def _stand_in_actors(monkeypatch, statuses, starts):
               f'import os; os.kill(os.getpid(), {-status}); '
               'import time; time.sleep(10)']
     return [sys.executable, '-c', f'import sys; sys.exit({status})']
-  monkeypatch.setattr(main_lib.ActorLauncher, '_command', command)
+  monkeypatch.setattr(launcher_lib.ActorLauncher, '_command', command)
 
 
 def test_local_launcher_restarts_deaths_but_not_finished_actors(monkeypatch):
@@ -167,9 +168,9 @@ def test_local_launcher_restarts_deaths_but_not_finished_actors(monkeypatch):
   # restarting it then would only start actors against a stopping learner.
   starts = {}
   _stand_in_actors(monkeypatch, {0: 0, 1: 3, 2: -signal.SIGTERM}, starts)
-  launcher = main_lib.ActorLauncher(main_lib.parse_args(['--num_actors=3']),
-                                    'localhost:1', backoff_s=0.2,
-                                    poll_s=0.05)
+  launcher = launcher_lib.ActorLauncher(
+      main_lib.parse_args(['--num_actors=3']), 'localhost:1', backoff_s=0.2,
+      poll_s=0.05)
   launcher.start()
   try:
     deadline = time.monotonic() + 60
@@ -186,7 +187,7 @@ def test_local_launcher_backs_off_then_gives_up(monkeypatch):
   starts = {}
   _stand_in_actors(monkeypatch, {0: 3}, starts)
   gave_up = threading.Event()
-  launcher = main_lib.ActorLauncher(
+  launcher = launcher_lib.ActorLauncher(
       main_lib.parse_args(['--num_actors=1']), 'localhost:1', backoff_s=0.2,
       max_fast_failures=4, poll_s=0.02, on_all_failed=gave_up.set)
   launcher.start()
@@ -217,11 +218,14 @@ def test_tf_config_sets_role_task_and_learner(monkeypatch):
       'cluster': {'learner': ['10.0.0.1:8470'], 'actor': ['a:1', 'b:1']},
       'task': {'type': 'actor', 'index': 1}}))
   args = main_lib.parse_args(['--level=pong'])
+  main_lib.apply_tf_config(args)
   assert (args.role, args.task, args.learner_address) == (
       'actor', 1, '10.0.0.1:8470')
-  monkeypatch.setenv('TF_CONFIG', '{"cluster": {}}')
-  with pytest.raises(SystemExit, match='TF_CONFIG is not a valid'):
-    main_lib.parse_args(['--level=pong'])
+  for bad in ('{"cluster": {}}', '{"cluster": {"learner": ["h:1"]}}',
+              '{not json'):
+    monkeypatch.setenv('TF_CONFIG', bad)
+    with pytest.raises(SystemExit, match='TF_CONFIG is not a valid'):
+      main_lib.apply_tf_config(main_lib.parse_args(['--level=pong']))
 
 
 def test_actor_without_a_learner_fails_with_a_clear_error(tmp_path):

@@ -129,7 +129,7 @@ def test_backpressure_blocks_without_loss_or_duplicates(parameters):
 
   thread = threading.Thread(target=third_send, daemon=True)
   thread.start()
-  started.wait()
+  assert started.wait(10)
   # The queue is full: the send must not complete. (Proving that something
   # does not happen needs some waiting; 1 s covers 3 RPC deadlines.)
   assert not finished.wait(1.0)
@@ -140,7 +140,8 @@ def test_backpressure_blocks_without_loss_or_duplicates(parameters):
   it = iter(server.dataset(batch_size=1, prefetch=0))
   assert int(next(it)['marker'][0]) == 0
   assert finished.wait(30)  # Room was made: the third send completes.
-  thread.join()
+  thread.join(timeout=10)
+  assert not thread.is_alive()
   assert [int(next(it)['marker'][0]) for _ in range(2)] == [1, 2]
   assert server.queue_size() == 0  # Exactly once: no duplicate of unroll 2.
   server.close()
@@ -352,4 +353,4 @@ def test_between_processes_with_learner_restart():
         f"[21, 22] {int(sent['frames'].astype(np.int64).sum())}")
   finally:
     learner.kill()
-    learner.wait()
+    learner.wait(timeout=30)
