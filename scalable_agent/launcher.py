@@ -19,6 +19,12 @@ import time
 _LAUNCHER_LOG = logging.getLogger('launcher')
 
 
+def _child_environment():
+  """This process's environment without TF_CONFIG: a local child's role
+  comes from its flags, never from the cluster spec its parent ran with."""
+  return {k: v for k, v in os.environ.items() if k != 'TF_CONFIG'}
+
+
 class ActorLauncher:
   """Starts actor processes and restarts any that die (local wiring).
 
@@ -67,7 +73,8 @@ class ActorLauncher:
     return argv
 
   def _start_actor(self, task):
-    self._processes[task] = subprocess.Popen(self._command(task))
+    self._processes[task] = subprocess.Popen(self._command(task),
+                                             env=_child_environment())
     self._started_at[task] = time.monotonic()
 
   def start(self, evaluate_every_frames=0, logdir=None):
@@ -84,7 +91,8 @@ class ActorLauncher:
           f'--episodes={self._args.eval_episodes}',
           f'--seed={self._args.seed}']
           + ([f'--torso={self._args.torso}'] if self._args.torso else [])
-          + (['--tf_logs'] if self._args.tf_logs else []))
+          + (['--tf_logs'] if self._args.tf_logs else []),
+          env=_child_environment())
     threading.Thread(target=self._watch, daemon=True).start()
 
   def _watch(self):

@@ -45,8 +45,10 @@ def parse_args(argv=None):
   add('--level', default='pong',
       help='Atari game (pong), DMLab-30 level, atari57, dmlab30, or a '
       'gymnasium id with discrete actions (CartPole-v1).')
-  add('--role', default='local',
-      choices=['local', 'learner', 'actor', 'single_process'])
+  add('--role', default=None,
+      choices=['local', 'learner', 'actor', 'single_process'],
+      help='Default: local, or the task type of TF_CONFIG if it is set. An '
+      'explicit --role wins over TF_CONFIG.')
   add('--num_actors', type=int, default=2,
       help='Actor processes (local) or threads (single_process).')
   add('--envs_per_actor', type=int, default=None,
@@ -108,16 +110,51 @@ def parse_args(argv=None):
   add('--max_gradient_norm', type=float,
       help='Global-norm gradient clipping; 0 turns it off.')
   console.add_flags(parser)
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  _check_numbers(parser, args)
+  return args
+
+
+# Flags that must be at least 1, and those that must be positive, if given.
+_AT_LEAST_ONE = ('num_actors', 'envs_per_actor', 'batch_size', 'unroll_length',
+                 'queue_capacity', 'eval_episodes')
+_POSITIVE = ('total_environment_frames', 'stop_at_frames', 'learning_rate',
+             'connect_timeout_s', 'checkpoint_every_s', 'log_every_s',
+             'discounting')
+_NOT_NEGATIVE = ('task', 'entropy_cost', 'baseline_cost', 'epsilon',
+                 'initial_mean_square', 'max_gradient_norm',
+                 'eval_every_frames')
+
+
+def _check_numbers(parser, args):
+  """One-line errors for values that would hang or crash a run later
+  (--unroll_length=0 trains for ever at 0 frames)."""
+  for names, ok, wanted in ((_AT_LEAST_ONE, lambda v: v >= 1, '>= 1'),
+                            (_POSITIVE, lambda v: v > 0, '> 0'),
+                            (_NOT_NEGATIVE, lambda v: v >= 0, '>= 0')):
+    for name in names:
+      value = getattr(args, name)
+      if value is not None and not ok(value):
+        parser.error(f'--{name} must be {wanted}, got {value}.')
+  if args.discounting is not None and args.discounting > 1:
+    parser.error(f'--discounting must be in (0, 1], got {args.discounting}.')
+
+
+# Task types a TF_CONFIG may name, and the role each runs.
+_TF_CONFIG_ROLES = ('learner', 'actor')
 
 
 def apply_tf_config(args):
-  """Fills role, task and learner address from TF_CONFIG, if set.
+  """Settles the role: --role if given, else TF_CONFIG's task, else local.
 
-  TensorFlow's `TFConfigClusterResolver` reads it; the cluster needs a
-  'learner' job (its first address is the learner's) and the task a type.
+  TensorFlow's `TFConfigClusterResolver` reads TF_CONFIG; the cluster needs
+  a 'learner' job (its first address is the learner's) and the task a type
+  of `_TF_CONFIG_ROLES` with an index >= 0. An explicit --role ignores
+  TF_CONFIG: that is what keeps the actors the local launcher starts (with
+  --role=actor) actors, whatever environment they inherit.
   """
-  if not os.environ.get('TF_CONFIG'):
+  if args.role is not None or not os.environ.get('TF_CONFIG'):
+    args.role = args.role or 'local'
     return
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   expected = ('expected {"cluster": {"learner": ["host:port"], ...}, "task": '
@@ -132,8 +169,14 @@ def apply_tf_config(args):
   if not learners or not role:
     raise SystemExit('TF_CONFIG is not a valid cluster spec (no learner job '
                      f'or no task type); {expected}.')
+  if role not in _TF_CONFIG_ROLES:
+    raise SystemExit(f'TF_CONFIG names the task type {role!r}; this program '
+                     f'runs {" or ".join(_TF_CONFIG_ROLES)} tasks.')
+  task = int(resolver.task_id or 0)
+  if task < 0:
+    raise SystemExit(f'TF_CONFIG task index must be >= 0, got {task}.')
   args.role = role
-  args.task = int(resolver.task_id or 0)
+  args.task = task
   args.learner_address = learners[0]
   if args.role == 'learner' and args.bind is None:
     args.bind = learners[0]

@@ -228,6 +228,44 @@ def test_tf_config_sets_role_task_and_learner(monkeypatch):
       main_lib.apply_tf_config(main_lib.parse_args(['--level=pong']))
 
 
+def test_tf_config_cannot_override_an_explicit_role_or_name_unknown_types(
+    monkeypatch):
+  # Issue 10, defect 3: a TF_CONFIG task of another type made the local
+  # launcher's children learners, each starting more.
+  monkeypatch.setenv('TF_CONFIG', json.dumps({
+      'cluster': {'learner': ['10.0.0.1:8470']},
+      'task': {'type': 'learner', 'index': 0}}))
+  args = main_lib.parse_args(['--role=actor', '--task=3'])
+  main_lib.apply_tf_config(args)
+  assert (args.role, args.task, args.learner_address) == (
+      'actor', 3, 'localhost:8470')
+  monkeypatch.setenv('TF_CONFIG', json.dumps({
+      'cluster': {'learner': ['h:1'], 'worker': ['w:1']},
+      'task': {'type': 'worker', 'index': 0}}))
+  with pytest.raises(SystemExit, match="'worker'.*learner or actor"):
+    main_lib.apply_tf_config(main_lib.parse_args([]))
+  # Local children never see the parent's TF_CONFIG.
+  assert 'TF_CONFIG' not in launcher_lib._child_environment()
+  monkeypatch.delenv('TF_CONFIG')
+  args = main_lib.parse_args([])
+  main_lib.apply_tf_config(args)
+  assert args.role == 'local'
+
+
+@pytest.mark.parametrize('flag', [
+    '--unroll_length=0', '--batch_size=-1', '--num_actors=0',
+    '--envs_per_actor=0', '--total_environment_frames=0',
+    '--learning_rate=-1e-3', '--discounting=1.5', '--task=-1'])
+def test_flags_that_would_hang_or_crash_later_are_refused_at_once(flag,
+                                                                  capsys):
+  # Issue 10, defect 8: --unroll_length=0 trained for ever at 0 frames.
+  with pytest.raises(SystemExit) as exit_info:
+    main_lib.parse_args([flag])
+  assert exit_info.value.code == 2
+  name = flag.split('=')[0]
+  assert f'{name} must be' in capsys.readouterr().err
+
+
 def test_actor_without_a_learner_fails_with_a_clear_error(tmp_path):
   port = transport.free_port()
   result = subprocess.run(
