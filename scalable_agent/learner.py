@@ -54,6 +54,7 @@ StepStats = collections.namedtuple('StepStats', [
     'clip_factor',       # what clipping multiplied the gradient by (<= 1).
     'learning_rate',
     'num_env_frames',    # after this step.
+    'skipped_steps',     # updates skipped so far: non-finite loss or gradient.
 ])
 
 # Global norm of each loss term's gradient (each weighted as in the total
@@ -338,6 +339,8 @@ class Learner:
                                                  hparams)
       self.num_env_frames = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name='num_env_frames')
+      self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                       name='skipped_steps')
     self._compiled_step = tf.function(self._distributed_step)
     self._compiled_term_norms = tf.function(self._distributed_term_norms)
 
@@ -367,8 +370,20 @@ class Learner:
     learning_rate = optimizers.linear_learning_rate(
         self.hparams.learning_rate, self.num_env_frames,
         self.hparams.total_environment_frames)
-    self.optimizer.apply(gradients, self.agent.trainable_variables,
-                         learning_rate)
+    # A batch that makes the loss or a gradient non-finite (a NaN reward
+    # from a broken environment, an overflow) would make every parameter
+    # NaN, and the NaNs would be served to the actors and checkpointed:
+    # skip the update instead, and count it. Its frames still count.
+    finite = tf.math.is_finite(gradient_norm) & tf.math.is_finite(
+        terms['total_loss'])
+
+    def update():
+      self.optimizer.apply(gradients, self.agent.trainable_variables,
+                           learning_rate)
+      return tf.constant(0, tf.int64)
+
+    self.skipped_steps.assign_add(
+        tf.cond(finite, update, lambda: tf.constant(1, tf.int64)))
     self.num_env_frames.assign_add(self.hparams.frames_per_step)
     return StepStats(
         total_loss=terms['total_loss'],
@@ -379,6 +394,7 @@ class Learner:
         clip_factor=clip_factor,
         learning_rate=learning_rate,
         num_env_frames=self.num_env_frames.read_value(),
+        skipped_steps=self.skipped_steps.read_value(),
         **diagnostics_from_sums(terms))
 
   def _replica_term_gradients(self, batch):

@@ -191,6 +191,16 @@ class TrainingLoop:
     self.queue.close()
 
   def save(self):
+    """Checkpoints, unless a parameter is non-finite (then the previous
+    checkpoints stay the newest, and it says so). Returns the path or None."""
+    bad = [v.name for v in self.learner.agent.trainable_variables
+           if not bool(tf.reduce_all(tf.math.is_finite(v)))]
+    if bad:
+      _LOG.error('not checkpointing: %d parameters are not finite (%s%s); '
+                 'the newest checkpoint in %s is the last good one.',
+                 len(bad), ', '.join(bad[:3]), '...' if len(bad) > 3 else '',
+                 self.manager.directory)
+      return None
     return self.manager.save(checkpoint_number=int(self.step_counter))
 
   def run(self, max_steps=None):
@@ -296,4 +306,7 @@ class TrainingLoop:
             f'queue {queue_size}/{self.queue.capacity}  lag {lag:.1f}')
     if suite_score is not None:
       line += f'  suite score {suite_score:.1f}%'
+    if int(stats.skipped_steps):
+      line += (f'  skipped {int(stats.skipped_steps)} non-finite '
+               'updates')
     _LOG.info(line)

@@ -250,3 +250,17 @@ def test_resume_from_checkpoint_and_corrupt_checkpoint_error(tmp_path):
   broken, _, _ = make_loop(str(tmp_path))
   with pytest.raises(ValueError, match='Cannot restore checkpoint.*Delete it'):
     broken.restore()
+
+
+def test_no_checkpoint_is_written_with_non_finite_parameters(tmp_path):
+  # Issue 10, defect 1: a poisoned model must not become the one a run
+  # resumes from.
+  loop, _, lines = make_loop(str(tmp_path))
+  first = loop.save()
+  assert first and first.endswith('-0')
+  variable = loop.learner.agent.trainable_variables[0]
+  variable.assign(tf.fill(variable.shape, np.nan))
+  loop.step_counter.assign(5)
+  assert loop.save() is None
+  assert loop.manager.latest_checkpoint == first
+  assert any('not checkpointing' in line for line in lines)

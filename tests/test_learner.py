@@ -272,6 +272,29 @@ def test_step_lowers_the_loss_on_a_fixed_batch():
   assert int(learner.num_env_frames) == 30 * 4 * 5 * 4
 
 
+def test_a_non_finite_batch_skips_the_update_and_is_counted():
+  # Issue 10, defect 1: one NaN reward made every parameter NaN.
+  learner, specs = mlp_learner(HP)
+  batch = random_batch(specs, HP.batch_size, 3, seed=0)
+  learner.step(batch)
+  before = [v.numpy() for v in learner.agent.trainable_variables]
+  rewards = batch.env_outputs.reward.numpy()
+  rewards[1, 2] = np.nan
+  poisoned = batch._replace(env_outputs=batch.env_outputs._replace(
+      reward=tf.constant(rewards)))
+  stats = learner.step(poisoned)
+  assert not np.isfinite(float(stats.total_loss))
+  assert int(stats.skipped_steps) == 1
+  for old, new in zip(before, learner.agent.trainable_variables):
+    np.testing.assert_array_equal(old, new.numpy())
+  assert int(learner.num_env_frames) == 2 * HP.frames_per_step
+  # The next good batch trains as usual.
+  stats = learner.step(batch)
+  assert int(stats.skipped_steps) == 1
+  assert any(not np.array_equal(old, new.numpy()) for old, new in
+             zip(before, learner.agent.trainable_variables))
+
+
 def test_eager_and_tf_function_steps_agree():
   compiled, specs = mlp_learner(HP)
   eager, _ = mlp_learner(HP)
