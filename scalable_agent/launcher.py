@@ -19,6 +19,21 @@ import time
 _LAUNCHER_LOG = logging.getLogger('launcher')
 
 
+def _die_with_parent():
+  """In a child, before exec: SIGTERM when the launcher's process dies.
+
+  Linux's PR_SET_PDEATHSIG, so that a learner killed with SIGKILL (or out of
+  memory) does not leave its actors running, orphaned, retrying a learner
+  that is gone. Elsewhere a no-op (the actors then stop when their
+  reconnection times out).
+  """
+  if not sys.platform.startswith('linux'):
+    return
+  import ctypes  # pylint: disable=g-import-not-at-top
+  pr_set_pdeathsig = 1
+  ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _child_environment():
   """This process's environment without TF_CONFIG: a local child's role
   comes from its flags, never from the cluster spec its parent ran with."""
@@ -73,8 +88,9 @@ class ActorLauncher:
     return argv
 
   def _start_actor(self, task):
-    self._processes[task] = subprocess.Popen(self._command(task),
-                                             env=_child_environment())
+    self._processes[task] = subprocess.Popen(
+        self._command(task), env=_child_environment(),
+        preexec_fn=_die_with_parent)
     self._started_at[task] = time.monotonic()
 
   def start(self, evaluate_every_frames=0, logdir=None):
@@ -92,7 +108,7 @@ class ActorLauncher:
           f'--seed={self._args.seed}']
           + ([f'--torso={self._args.torso}'] if self._args.torso else [])
           + (['--tf_logs'] if self._args.tf_logs else []),
-          env=_child_environment())
+          env=_child_environment(), preexec_fn=_die_with_parent)
     threading.Thread(target=self._watch, daemon=True).start()
 
   def _watch(self):

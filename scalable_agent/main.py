@@ -69,7 +69,10 @@ def parse_args(argv=None):
   add('--seed', type=int, default=0)
   add('--queue_capacity', type=int, default=None,
       help='Unrolls the learner queues (default 2 batches).')
-  add('--checkpoint_every_s', type=float, default=600.)
+  add('--checkpoint_every_s', type=float, default=120.,
+      help='Seconds between checkpoints (and the first one). One costs '
+      '0.04-1.7 s on 2 cores (0.7M-1.6M parameters): under 1.5%% of the '
+      'time at 120 s, and at most 2 minutes lost to a crash.')
   add('--log_every_s', type=float, default=10.)
   add('--eval_every_frames', type=float, default=None,
       help='Local wiring: a process plays the newest checkpoint each time '

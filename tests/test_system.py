@@ -300,3 +300,43 @@ def test_hparams_flag_picks_the_set_and_flags_override_it():
                            '--max_gradient_norm=0']), config)
   assert tuned == dataclasses.replace(learner_lib.PAPER_ATARI, batch_size=4,
                                       max_gradient_norm=0.)
+
+
+_ORPHAN_SCRIPT = '''
+import sys, time
+from scalable_agent import launcher, main
+launcher.ActorLauncher._command = lambda self, task: [
+    sys.executable, '-c', 'import time; time.sleep(120)']
+started = launcher.ActorLauncher(main.parse_args(['--num_actors=2']), 'x:1')
+started.start()
+print(' '.join(str(p.pid) for p in started._processes.values()), flush=True)
+time.sleep(120)
+'''
+
+
+def test_actors_die_with_a_killed_launcher():
+  # Issue 10, defect 7: a learner killed with SIGKILL left its actors
+  # running.
+  parent = subprocess.Popen([sys.executable, '-c', _ORPHAN_SCRIPT],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+  try:
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert len(pids) == 2
+    parent.kill()
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    alive = pids
+    while alive and time.monotonic() < deadline:
+      time.sleep(0.1)
+      alive = [pid for pid in pids if _running(pid)]
+    assert not alive, f'actors {alive} outlived their launcher'
+  finally:
+    parent.kill()
+
+
+def _running(pid):
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().split(')')[-1].split()[0] != 'Z'  # Zombies are dead.
+  except FileNotFoundError:
+    return False
