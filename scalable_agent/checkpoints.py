@@ -25,6 +25,10 @@ class CheckpointError(ValueError):
   """A checkpoint is missing, unreadable, or does not fit the model."""
 
 
+class CorruptCheckpointError(CheckpointError):
+  """A checkpoint's files are damaged or incomplete (an older one may do)."""
+
+
 # What to tell the user when a checkpoint cannot be restored:
 #   corrupt: the files are damaged or incomplete;
 #   mismatch: the checkpoint is sound but was written for another model
@@ -109,7 +113,7 @@ def restore(checkpoint, path, fixes, model='', partial=False):
   model = model or 'model'
 
   def corrupt(error):
-    return CheckpointError(
+    return CorruptCheckpointError(
         f'Cannot restore checkpoint {path!r}: it is corrupt or incomplete '
         f'({_describe(error)}). {fixes.corrupt}')
 
@@ -135,6 +139,19 @@ def restore(checkpoint, path, fixes, model='', partial=False):
   if partial:
     status.expect_partial()
   return status
+
+
+def numbered_checkpoints(directory):
+  """Prefixes of the `ckpt-N` checkpoints in `directory`, newest (highest N)
+  first, whether or not TensorFlow's `checkpoint` state file lists them."""
+  found = []
+  if os.path.isdir(directory):
+    for name in os.listdir(directory):
+      stem, dot, extension = name.rpartition('.')
+      number = stem.rpartition('-')[2]
+      if dot and extension == 'index' and number.isdigit():
+        found.append((int(number), os.path.join(directory, stem)))
+  return [path for _, path in sorted(found, reverse=True)]
 
 
 def restore_agent(agent, path, description='', fixes=EVALUATION_FIXES):

@@ -28,6 +28,7 @@ and stops. Run the same command again to resume from the newest checkpoint in
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -274,11 +275,54 @@ def _training_loop(setup, learner, queue, endpoint):
       log_every_s=setup.args.log_every_s,
       stop_at_frames=setup.args.stop_at_frames,
       checkpoint_every_frames=_eval_every_frames(setup.args, setup.config))
+  check_run_identity(setup.logdir, run_identity(setup))
   restored = loop.restore()
   logging.getLogger('learner').info(
       'level %s, %s suite; logdir %s%s', setup.args.level, setup.suite.name,
       setup.logdir, f'; resumed from {restored}' if restored else '')
   return loop
+
+
+def run_identity(setup):
+  """What a logdir's checkpoints were trained for: levels, suite, torso,
+  and the learner settings (for the record)."""
+  return {'level': setup.args.level, 'levels': list(setup.config.levels),
+          'suite': setup.suite.name,
+          'torso': setup.args.torso or setup.suite.default_torso,
+          'hparams': dataclasses.asdict(setup.hparams)}
+
+
+def check_run_identity(logdir, identity):
+  """Refuses to resume a logdir trained on other levels or another torso.
+
+  The first run writes `<logdir>/run.json`; later runs compare against it
+  (a Pong checkpoint would otherwise resume as Space Invaders: both games
+  have 6 actions and the same observation shape). Other settings may
+  change between runs (e.g. --stop_at_frames); a changed learner setting
+  is logged.
+  """
+  path = os.path.join(logdir, 'run.json')
+  if not os.path.exists(path):
+    os.makedirs(logdir, exist_ok=True)
+    with open(path, 'w') as f:
+      json.dump(identity, f, indent=1)
+    return
+  with open(path) as f:
+    recorded = json.load(f)
+  for key in ('levels', 'suite', 'torso'):
+    if recorded.get(key) != identity[key]:
+      raise SystemExit(
+          f'scalable_agent: error: {logdir} holds a run with {key} '
+          f'{recorded.get(key)!r} (--level={recorded.get("level")}, '
+          f'--torso={recorded.get("torso")}), not {identity[key]!r}: pass '
+          'those flags to resume it, or another --logdir for a new run.')
+  changed = {k: (v, identity['hparams'].get(k))
+             for k, v in recorded.get('hparams', {}).items()
+             if identity['hparams'].get(k) != v}
+  if changed:
+    logging.getLogger('learner').warning(
+        'resuming with other learner settings than %s: %s', path,
+        ', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()))
 
 
 def _eval_every_frames(args, config):

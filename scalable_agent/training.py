@@ -168,22 +168,44 @@ class TrainingLoop:
     self._writer = tf.summary.create_file_writer(logdir)
 
   def restore(self):
-    """Resumes from the newest checkpoint in logdir, if any.
+    """Resumes from the newest readable checkpoint in logdir, if any.
+
+    A damaged checkpoint (a crash or a full disk while writing) is skipped,
+    saying so, for the next older one; TensorFlow's `checkpoint` state file
+    is not needed (the `ckpt-N` files are found by name), so deleting it or
+    a damaged checkpoint never restarts a run from scratch over old files.
 
     Returns:
-      the checkpoint path restored, or None.
+      the checkpoint path restored, or None if there is none.
 
     Raises:
-      checkpoints.CheckpointError (a ValueError): the checkpoint is
-        unreadable or from another model.
+      checkpoints.CheckpointError (a ValueError): every checkpoint is
+        damaged, or they were written for another model.
     """
-    path = self.manager.latest_checkpoint
-    if path is None:
+    candidates = checkpoints.numbered_checkpoints(self.manager.directory)
+    if not candidates:
       return None
-    checkpoints.restore(self.checkpoint, path, checkpoints.TRAINING_FIXES,
-                        model='agent and optimiser of this run')
-    self.endpoint.publish(int(self.step_counter))
-    return path
+    for path in candidates:
+      try:
+        checkpoints.restore(self.checkpoint, path, checkpoints.TRAINING_FIXES,
+                            model='agent and optimiser of this run')
+      except checkpoints.CorruptCheckpointError as e:
+        _LOG.warning('skipping %s: %s', path, e)
+        continue
+      if path != candidates[0]:
+        _LOG.warning('resumed from %s, older than the damaged %s.', path,
+                     candidates[0])
+        # Number later checkpoints past the damaged ones: a checkpoint is
+        # never written over a file that is already there.
+        newest = int(os.path.basename(candidates[0]).rpartition('-')[2])
+        self.step_counter.assign(max(int(self.step_counter), newest + 1))
+      self.endpoint.publish(int(self.step_counter))
+      return path
+    raise checkpoints.CheckpointError(
+        f'None of the {len(candidates)} checkpoints in '
+        f'{self.manager.directory} can be read (each is damaged; see the '
+        'warnings above). Delete the directory to start afresh, or pass a '
+        'different --logdir.')
 
   def stop(self):
     """Asks the loop to finish its step, checkpoint and return (any thread)."""

@@ -242,13 +242,29 @@ def test_resume_from_checkpoint_and_corrupt_checkpoint_error(tmp_path):
   # Actors of the restarted learner get the restored parameters' version.
   assert resumed.endpoint.parameters_version() == 3
 
-  # Garble the checkpoint's data.
+  # A damaged newest checkpoint (issue 10, defect 5): the older one is
+  # used, saying so, even without TensorFlow's `checkpoint` state file.
+  resumed.step_counter.assign(7)
+  resumed.save()
+  for path in glob.glob(os.path.join(str(tmp_path), 'checkpoints',
+                                     'ckpt-7.data-*')):
+    with open(path, 'r+b') as f:
+      f.truncate(16)
+  os.remove(os.path.join(str(tmp_path), 'checkpoints', 'checkpoint'))
+  fallback, _, lines = make_loop(str(tmp_path))
+  assert fallback.restore().endswith('-3')
+  for a, b in zip(saved, fallback.learner.agent.trainable_variables):
+    np.testing.assert_array_equal(a, b.numpy())
+  assert any('skipping' in l and 'ckpt-7' in l for l in lines)
+  assert int(fallback.step_counter) == 8  # Never numbered over ckpt-7.
+
+  # Every checkpoint damaged: an error that says what to do.
   for path in glob.glob(os.path.join(str(tmp_path), 'checkpoints',
                                      'ckpt-3.data-*')):
     with open(path, 'r+b') as f:
       f.truncate(16)
   broken, _, _ = make_loop(str(tmp_path))
-  with pytest.raises(ValueError, match='Cannot restore checkpoint.*Delete it'):
+  with pytest.raises(ValueError, match='None of the 2 checkpoints.*Delete'):
     broken.restore()
 
 

@@ -340,3 +340,21 @@ def _running(pid):
       return f.read().split(')')[-1].split()[0] != 'Z'  # Zombies are dead.
   except FileNotFoundError:
     return False
+
+
+def test_a_logdir_refuses_to_resume_another_level_or_torso(tmp_path, caplog):
+  # Issue 10, defect 5: a Pong checkpoint resumed as Space Invaders (same
+  # action count and observation shape).
+  def identity(level, torso, lr=6e-4):
+    return {'level': level, 'levels': [level], 'suite': 'atari57',
+            'torso': torso, 'hparams': {'learning_rate': lr}}
+  logdir = str(tmp_path / 'run')
+  main_lib.check_run_identity(logdir, identity('pong', 'shallow'))
+  main_lib.check_run_identity(logdir, identity('pong', 'shallow'))
+  with pytest.raises(SystemExit, match="levels \\['pong'\\].*space_invaders"):
+    main_lib.check_run_identity(logdir, identity('space_invaders', 'shallow'))
+  with pytest.raises(SystemExit, match="torso 'shallow'.*'deep'"):
+    main_lib.check_run_identity(logdir, identity('pong', 'deep'))
+  with caplog.at_level('WARNING', logger='learner'):
+    main_lib.check_run_identity(logdir, identity('pong', 'shallow', lr=1e-3))
+  assert 'learning_rate 0.0006 -> 0.001' in caplog.text
