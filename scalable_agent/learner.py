@@ -258,6 +258,14 @@ def to_time_major(batch):
       agent_outputs=tf.nest.map_structure(swap, batch.agent_outputs))
 
 
+def unroll_value_ranges(num_actions, num_levels):
+  """[low, high) of the `Unroll` fields the learner indexes with, by field
+  path: the transport refuses unrolls outside them (an action outside the
+  action set, a level id outside the run's table) instead of crashing."""
+  return {'agent_outputs/action': (0, num_actions),
+          'level_id': (0, num_levels)}
+
+
 def unroll_specs(agent, observation_spec, unroll_length):
   """`Unroll` of tf.TensorSpec for ONE unroll (no batch dimension).
 

@@ -334,6 +334,12 @@ def _eval_every_frames(args, config):
   return config.suite.eval_every_frames(config)
 
 
+def _value_ranges(setup):
+  from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  return learner_lib.unroll_value_ranges(
+      setup.env.num_actions, len(setup.suite.level_names(setup.config)))
+
+
 def _queue_capacity(setup):
   return setup.args.queue_capacity or 2 * setup.hparams.batch_size
 
@@ -377,7 +383,8 @@ def run_single_process(args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   setups = [Setup(args, i) for i in range(args.num_actors)]
   learner = _make_learner(setups[0])
-  queue = transport.UnrollQueue(setups[0].specs, _queue_capacity(setups[0]))
+  queue = transport.UnrollQueue(setups[0].specs, _queue_capacity(setups[0]),
+                                _value_ranges(setups[0]))
   endpoint = training.LearnerEndpoint(learner.agent.trainable_variables, queue)
   loop = _training_loop(setups[0], learner, queue, endpoint)
   stopping = threading.Event()
@@ -410,7 +417,8 @@ def run_learner(args, bind):
   setup.env.close()  # Built only to learn the observation and action specs.
   learner = _make_learner(setup)
   server = transport.LearnerServer(bind, setup.specs, _queue_capacity(setup),
-                                   learner.agent.trainable_variables)
+                                   learner.agent.trainable_variables,
+                                   _value_ranges(setup))
   logging.getLogger('learner').info('listening on %s', server.address)
   loop = _training_loop(setup, learner, server.unroll_queue, server)
   _stop_on_signals(loop)

@@ -231,6 +231,49 @@ def test_wrong_dtype_or_shape_is_rejected_and_server_keeps_serving(
   server.close()
 
 
+def test_out_of_range_or_non_finite_values_are_refused_on_both_paths(
+    parameters):
+  # Issue 10, defect 1: a well-shaped unroll with an action outside the
+  # action set crashed the learner; a NaN reward poisoned every parameter.
+  ranges = {'agent_outputs/action': (0, 6), 'marker': (0, 100)}
+  server = transport.LearnerServer('localhost:0', SPECS, 4, parameters,
+                                   value_ranges=ranges)
+  client = transport.ActorClient(server.address, SPECS, connect_timeout_s=10)
+  queue = transport.UnrollQueue(SPECS, 4, value_ranges=ranges)
+
+  def with_action(value, marker=0):
+    unrolls = make_unrolls([marker])
+    unrolls['agent_outputs'] = unrolls['agent_outputs']._replace(
+        action=np.full([1, T], value, np.int32))
+    return unrolls
+
+  nan_reward = with_action(5)
+  nan_reward['rewards'][0, 2] = np.nan
+  cases = [
+      (with_action(9), r"'agent_outputs/action' has values in \[9, 9\], "
+       r'the learner takes \[0, 6\)'),
+      (with_action(-1), r"'agent_outputs/action' has values in \[-1, -1\]"),
+      (with_action(5, marker=100),
+       r"'marker' has values in \[100, 100\]"),
+      (nan_reward, "'rewards' has .*non-finite"),
+  ]
+  for unrolls, message in cases:
+    # Over the wire: the learner's own in-graph check (the client does
+    # not know the ranges).
+    with pytest.raises(transport.UnrollRejectedError, match=message):
+      client.send(unrolls)
+    # In-process: the queue's check.
+    with pytest.raises(transport.UnrollRejectedError, match=message):
+      queue.enqueue(unrolls)
+  assert server.queue_size() == 0 and queue.queue_size() == 0
+  good = with_action(5)
+  client.send(good)  # The learner keeps serving.
+  assert_nests_equal(good, next(iter(server.dataset(batch_size=1))))
+  with pytest.raises(ValueError, match='do not have'):
+    transport.UnrollQueue(SPECS, 4, value_ranges={'actions': (0, 6)})
+  server.close()
+
+
 def test_parameters_over_4mib_in_chunks_with_versions():
   # 2,100,007 floats = 8.4 MB: three chunks.
   variables = [tf.Variable(tf.random.normal([1000, 1500])),

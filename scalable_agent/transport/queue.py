@@ -25,18 +25,19 @@ class UnrollQueue(object):
       order), each of the field's spec (no batch dimension).
   """
 
-  def __init__(self, unroll_specs, capacity):
+  def __init__(self, unroll_specs, capacity, value_ranges=None):
     """Creates the (empty) queue.
 
     Args:
       unroll_specs: nest of `tf.TensorSpec`, ONE unroll without batch
         dimension.
       capacity: int >= 1, unrolls held before enqueuers block.
+      value_ranges: see `UnrollSignature`: [low, high) of integer fields.
 
     Raises:
       TypeError, ValueError: invalid `unroll_specs` or `capacity`.
     """
-    self.signature = specs_lib.UnrollSignature(unroll_specs)
+    self.signature = specs_lib.UnrollSignature(unroll_specs, value_ranges)
     self.capacity = int(capacity)
     if self.capacity < 1:
       raise ValueError(f'Queue capacity must be >= 1, got {capacity}.')

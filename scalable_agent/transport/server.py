@@ -72,7 +72,8 @@ class LearnerServer(object):
     unroll_queue: the `UnrollQueue` the actors fill.
   """
 
-  def __init__(self, address, unroll_specs, queue_capacity, parameters):
+  def __init__(self, address, unroll_specs, queue_capacity, parameters,
+               value_ranges=None):
     """Creates the queue, registers the methods, starts serving.
 
     Serves version 0 (the variables' values now) until the first `publish`.
@@ -87,6 +88,9 @@ class LearnerServer(object):
         it block (backpressure to the actors).
       parameters: list of float `tf.Variable`s served to actors (cast to
         float32 in the snapshots).
+      value_ranges: dict field name -> (low, high), integer fields whose
+        values must be in [low, high) (see `UnrollSignature`); float fields
+        must be finite. A message that breaks them is refused.
 
     Raises:
       TypeError, ValueError: invalid specs, capacity or parameters.
@@ -101,7 +105,8 @@ class LearnerServer(object):
         raise ValueError(
             f'parameters[{i}] ({v.name}) has dtype {v.dtype.name} and shape '
             f'{v.shape}: only float variables of fixed shape are served.')
-    self.unroll_queue = queue_lib.UnrollQueue(unroll_specs, queue_capacity)
+    self.unroll_queue = queue_lib.UnrollQueue(unroll_specs, queue_capacity,
+                                              value_ranges)
 
     # Per-client sequence numbers for exactly-once enqueues (module doc).
     self._received = tf.lookup.experimental.MutableHashTable(
@@ -385,6 +390,24 @@ def _check_and_decode(signature, encoded):
             f'unroll field {name!r} has shape [', sent,
             '], the learner expects [', expected, '] (k unrolls of ',
             f'{spec.shape.as_list()}, same k for all fields).'])]))
+  # 3. Values: finite floats, integers in their ranges (a NaN reward or an
+  #    action outside the action set would poison or crash the learner).
+  with tf.control_dependencies(checks):
+    for name, spec, t in zip(names, specs, tensors):
+      if spec.dtype.is_floating:
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(t)),
+            [f'unroll field {name!r} has non-finite values (NaN or '
+             'infinity).']))
+      if name in signature.value_ranges:
+        low, high = signature.value_ranges[name]
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all((t >= low) & (t < high)),
+            [tf.strings.join([
+                f'unroll field {name!r} has values in [',
+                tf.strings.as_string(tf.reduce_min(t)), ', ',
+                tf.strings.as_string(tf.reduce_max(t)),
+                f'], the learner takes [{low}, {high}).'])]))
   return checks, tensors
 
 

@@ -77,10 +77,13 @@ class UnrollSignature(object):
     specs: list of F `tf.TensorSpec`, in the same (`tree.flatten`) order.
     description: str, e.g. 'frames: uint8[21,84,84,4]; rewards: float32[21]'.
     unroll_bytes: int, payload bytes of one unroll (all fields).
+    value_ranges: dict field name -> (low, high): integer fields whose values
+      must lie in [low, high) (e.g. actions, level ids). Float fields must
+      always be finite: one NaN reward would make every parameter NaN.
   """
 
-  def __init__(self, unroll_specs):
-    """Validates `unroll_specs`.
+  def __init__(self, unroll_specs, value_ranges=None):
+    """Validates `unroll_specs` (and the names in `value_ranges`).
 
     Raises:
       TypeError: a leaf is not a `tf.TensorSpec`.
@@ -109,6 +112,11 @@ class UnrollSignature(object):
         for name, spec in zip(self.names, self.specs))
     self.unroll_bytes = sum(s.dtype.size * s.shape.num_elements()
                             for s in self.specs)
+    self.value_ranges = dict(value_ranges or {})
+    unknown = sorted(set(self.value_ranges) - set(self.names))
+    if unknown:
+      raise ValueError(f'value_ranges names fields {unknown} that the '
+                       f'unrolls do not have ({self.names}).')
 
   def flatten(self, unrolls):
     """Checks k unrolls against the specs and flattens them.
@@ -151,8 +159,23 @@ class UnrollSignature(object):
         raise errors.UnrollRejectedError(
             f'unroll field {name!r} has {x.shape[0]} unrolls, field '
             f'{self.names[0]!r} has {k}.')
+      self._check_values(name, spec, x)
       arrays.append(np.ascontiguousarray(x))
     return arrays, k
+
+  def _check_values(self, name, spec, x):
+    """UnrollRejectedError if field `name`'s values `x` are out of range
+    or (floats) not finite."""
+    if spec.dtype.is_floating and not np.isfinite(x).all():
+      raise errors.UnrollRejectedError(
+          f'unroll field {name!r} has {int(np.size(x) - np.isfinite(x).sum())}'
+          ' non-finite values (NaN or infinity).')
+    if name in self.value_ranges:
+      low, high = self.value_ranges[name]
+      if x.size and (x.min() < low or x.max() >= high):
+        raise errors.UnrollRejectedError(
+            f'unroll field {name!r} has values in [{x.min()}, {x.max()}], '
+            f'the learner takes [{low}, {high}).')
 
   def pack(self, flat):
     """The nest shaped like the specs with the F values of `flat`."""
