@@ -8,6 +8,7 @@ and that an actor reconnects by itself.
 
 import collections
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -220,8 +221,8 @@ def test_wrong_dtype_or_shape_is_rejected_and_server_keeps_serving(
                            rewards=np.zeros([1, T], np.float64)))
   wrong_shape = dict(SPECS, frames=tf.TensorSpec([T, 8, 8, 3], tf.uint8))
   with pytest.raises(transport.UnrollRejectedError,
-                     match=r"field 'frames' has shape \[1,5,8,8,3\], the "
-                           r'learner expects \[1,5,8,8,4\]'):
+                     match=r"field 'frames' declares shape \[1,5,8,8,3\], "
+                           r'the learner expects \[k,5,8,8,4\]'):
     enqueue_unchecked(make_unrolls([0], wrong_shape))
   assert server.queue_size() == 0
 
@@ -271,6 +272,41 @@ def test_out_of_range_or_non_finite_values_are_refused_on_both_paths(
   assert_nests_equal(good, next(iter(server.dataset(batch_size=1))))
   with pytest.raises(ValueError, match='do not have'):
     transport.UnrollQueue(SPECS, 4, value_ranges={'actions': (0, 6)})
+  server.close()
+
+
+def test_a_header_declaring_a_huge_tensor_is_refused_before_allocation(
+    parameters):
+  # Issue 10, defect 2: 16 bytes declaring a [1, 2^30] float32 tensor made
+  # the learner allocate 4 GiB before the shape check.
+  from tensorflow.core.framework import tensor_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.framework import tensor_shape_pb2  # pylint: disable=g-import-not-at-top
+  server = transport.LearnerServer('localhost:0', SPECS, 4, parameters)
+  client = transport.ActorClient(server.address, SPECS, connect_timeout_s=10)
+  header = tensor_pb2.TensorProto(
+      dtype=tf.float32.as_datatype_enum,
+      tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[
+          tensor_shape_pb2.TensorShapeProto.Dim(size=1),
+          tensor_shape_pb2.TensorShapeProto.Dim(size=2 ** 30)]))
+  unrolls = make_unrolls([0])
+  names = transport.specs.leaf_names(SPECS)
+  encoded = [tf.io.serialize_tensor(x) for x in tf.nest.flatten(unrolls)]
+  encoded[names.index('rewards')] = tf.constant(header.SerializeToString())
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  with pytest.raises(transport.UnrollRejectedError,
+                     match=r"'rewards' declares shape \[1,1073741824\]"):
+    client._enqueue(encoded, 1)  # pylint: disable=protected-access
+  grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+  assert grown_kib < 512 * 1024, f'the learner grew by {grown_kib} KiB'
+  # Too many unrolls declared for one message, with little content.
+  header.tensor_shape.dim[0].size = 10 ** 9
+  header.tensor_shape.dim[1].size = T
+  encoded[names.index('rewards')] = tf.constant(header.SerializeToString())
+  with pytest.raises(transport.UnrollRejectedError, match='k <= '):
+    client._enqueue(encoded, 1)  # pylint: disable=protected-access
+  assert server.queue_size() == 0
+  client.send(unrolls)  # And it keeps serving.
+  assert server.queue_size() == 1
   server.close()
 
 

@@ -371,7 +371,34 @@ def _check_and_decode(signature, encoded):
         [tf.strings.join([
             f'unroll field {name!r} has dtype ', sent,
             f', the learner expects {spec.dtype.name}.'])]))
-  # 2. Shapes: every field must be [k, *spec.shape] with the same k.
+  # 2. Declared shapes, read from the TensorProtos' headers before decoding:
+  #    parse_tensor allocates what the header declares, content or not (a
+  #    16-byte header declaring [1, 2^30] float32 would cost 4 GiB). Each
+  #    field must declare [k, *spec.shape] with k at most what one message
+  #    can carry.
+  max_k = max(1, protocol.MAX_MESSAGE_BYTES // signature.unroll_bytes)
+  for name, spec, e in zip(names, specs, encoded):
+    header = tf.io.decode_proto(e, 'tensorflow.TensorProto',
+                                ['tensor_shape'], [tf.string])
+    shape_proto = tf.concat([header.values[0], ['']], 0)[0]
+    dims = tf.io.decode_proto(shape_proto, 'tensorflow.TensorShapeProto',
+                              ['dim'], [tf.string]).values[0]
+    # A dim of size 0 leaves the field out: decode_proto pads with 0.
+    declared = tf.reshape(tf.io.decode_proto(
+        dims, 'tensorflow.TensorShapeProto.Dim', ['size'], [tf.int64],
+        ).values[0], [-1])
+    rank_ok = tf.equal(tf.size(declared), 1 + spec.shape.rank)
+    padded = tf.concat([declared, tf.zeros([1 + spec.shape.rank], tf.int64)],
+                       0)[:1 + spec.shape.rank]
+    fits = rank_ok & tf.reduce_all(
+        tf.equal(padded[1:], tf.constant(spec.shape.as_list(), tf.int64))) & (
+            padded[0] >= 0) & (padded[0] <= max_k)
+    checks.append(tf.debugging.Assert(fits, [tf.strings.join([
+        f'unroll field {name!r} declares shape [',
+        tf.strings.reduce_join(tf.strings.as_string(declared), separator=','),
+        f'], the learner expects [k,{",".join(map(str, spec.shape))}] with '
+        f'k <= {max_k}.'])]))
+  # 3. Shapes as decoded: every field [k, *spec.shape] with the same k.
   tensors = []
   with tf.control_dependencies(checks):
     for spec, e in zip(specs, encoded):
@@ -390,7 +417,7 @@ def _check_and_decode(signature, encoded):
             f'unroll field {name!r} has shape [', sent,
             '], the learner expects [', expected, '] (k unrolls of ',
             f'{spec.shape.as_list()}, same k for all fields).'])]))
-  # 3. Values: finite floats, integers in their ranges (a NaN reward or an
+  # 4. Values: finite floats, integers in their ranges (a NaN reward or an
   #    action outside the action set would poison or crash the learner).
   with tf.control_dependencies(checks):
     for name, spec, t in zip(names, specs, tensors):
