@@ -223,7 +223,16 @@ class TrainingLoop:
                  len(bad), ', '.join(bad[:3]), '...' if len(bad) > 3 else '',
                  self.manager.directory)
       return None
-    return self.manager.save(checkpoint_number=int(self.step_counter))
+    try:
+      return self.manager.save(checkpoint_number=int(self.step_counter))
+    except (OSError, tf.errors.OpError) as e:
+      # A full disk or a vanished mount: training goes on, the previous
+      # checkpoints stay valid, and the next interval tries again.
+      _LOG.error('checkpoint at step %d failed (%s: %s); the newest good one '
+                 'is %s; trying again at the next interval.',
+                 int(self.step_counter), type(e).__name__,
+                 str(e).split('\n')[0][:200], self.manager.latest_checkpoint)
+      return None
 
   def run(self, max_steps=None):
     """Trains until the frame budget, `max_steps` steps, or `stop()`.
@@ -290,35 +299,48 @@ class TrainingLoop:
           elapsed = max(time.time() - last_log, 1e-6)
           self._report(stats, (frames - frames_at_last_log) / elapsed, lag,
                        version)
-      self._writer.flush()
+      try:
+        self._writer.flush()
+      except (OSError, tf.errors.OpError) as e:
+        _LOG.error('TensorBoard summaries could not be flushed (%s).', e)
     return steps
 
   def _report(self, stats, fps, lag, version, term_norms=None):
+    """TensorBoard scalars and the console line of one logging step."""
     frames = int(stats.num_env_frames)
     agent_steps = frames // self.learner.hparams.num_action_repeats
     queue_size = self.queue.queue_size()
     mean_return = self.statistics.mean_return()
     scores, suite_score = self.statistics.human_normalized()
-    with self._writer.as_default(step=frames):
-      for field in learner_lib.StepStats._fields:
-        if field != 'num_env_frames':
-          tf.summary.scalar(f'learner/{field}', getattr(stats, field))
-      if term_norms is not None:
-        for field, norm in term_norms._asdict().items():
-          tf.summary.scalar(f'learner/gradient_norm_{field}', norm)
-      tf.summary.scalar('learner/agent_steps', agent_steps)
-      tf.summary.scalar('throughput/frames_per_second', fps)
-      tf.summary.scalar('throughput/queue_fill',
-                        queue_size / self.queue.capacity)
-      tf.summary.scalar('throughput/policy_lag_updates', lag)
-      tf.summary.scalar('learner/steps', version)
-      for level, (episode_return, length) in self.statistics.per_level().items():
-        tf.summary.scalar(f'episode_return/{level}', episode_return)
-        tf.summary.scalar(f'episode_length/{level}', length)
-      for level, score in scores.items():
-        tf.summary.scalar(f'human_normalized_score/{level}', score)
-      if suite_score is not None:
-        tf.summary.scalar('human_normalized_score/suite', suite_score)
+    try:
+      with self._writer.as_default(step=frames):
+        for field in learner_lib.StepStats._fields:
+          if field != 'num_env_frames':
+            tf.summary.scalar(f'learner/{field}', getattr(stats, field))
+        if term_norms is not None:
+          for field, norm in term_norms._asdict().items():
+            tf.summary.scalar(f'learner/gradient_norm_{field}', norm)
+        tf.summary.scalar('learner/agent_steps', agent_steps)
+        tf.summary.scalar('throughput/frames_per_second', fps)
+        tf.summary.scalar('throughput/queue_fill',
+                          queue_size / self.queue.capacity)
+        tf.summary.scalar('throughput/policy_lag_updates', lag)
+        tf.summary.scalar('learner/steps', version)
+        for level, (episode_return, length) in (
+            self.statistics.per_level().items()):
+          tf.summary.scalar(f'episode_return/{level}', episode_return)
+          tf.summary.scalar(f'episode_length/{level}', length)
+        for level, score in scores.items():
+          tf.summary.scalar(f'human_normalized_score/{level}', score)
+        if suite_score is not None:
+          tf.summary.scalar('human_normalized_score/suite', suite_score)
+      self._writer.flush()
+    except (OSError, tf.errors.OpError) as e:
+      # A full disk: TensorBoard loses these points, training and the
+      # console go on, and the next report tries again.
+      _LOG.error('TensorBoard summaries at step %d failed (%s: %s); '
+                 'training goes on.', version, type(e).__name__,
+                 str(e).split('\n')[0][:200])
     line = (f'step {version}  frames {frames:,} '
             f'(agent steps {agent_steps:,})  fps {fps:,.0f}  '
             f'return {mean_return:.2f} ({self.statistics.episodes} episodes)  '

@@ -280,3 +280,37 @@ def test_no_checkpoint_is_written_with_non_finite_parameters(tmp_path):
   assert loop.save() is None
   assert loop.manager.latest_checkpoint == first
   assert any('not checkpointing' in line for line in lines)
+
+
+def test_failing_disk_writes_are_reported_and_training_goes_on(tmp_path,
+                                                               monkeypatch):
+  # Issue 10, defect 4: a failed TensorBoard or checkpoint write (a full
+  # disk) ended the run, and then the final checkpoint failed too.
+  loop, actor, lines = make_loop(str(tmp_path), max_frames=6 * 4 * 5)
+  good = loop.save()
+  disk_full = tf.errors.ResourceExhaustedError(None, None,
+                                               'No space left on device')
+
+  def fail(*unused_args, **unused_kwargs):
+    raise disk_full
+
+  monkeypatch.setattr(loop.manager, 'save', fail)
+  monkeypatch.setattr(training.tf.summary, 'scalar', fail)
+  stop = threading.Event()
+  thread = threading.Thread(target=_feed, args=(loop, actor, stop),
+                            daemon=True)
+  thread.start()
+  try:
+    steps = loop.run()
+  finally:
+    stop.set()
+    loop.queue.close()
+  assert steps == 6  # The whole budget, despite the failures.
+  assert any('checkpoint at step 6 failed' in l and 'No space' in l
+             for l in lines)
+  assert any('TensorBoard summaries' in l and 'training goes on' in l
+             for l in lines)
+  assert any(l.startswith('step 6 ') for l in lines)  # The console goes on.
+  assert loop.manager.latest_checkpoint == good
+  monkeypatch.undo()
+  assert loop.save().endswith('-6')  # Space again: the next one is written.
