@@ -340,6 +340,12 @@ def _value_ranges(setup):
       setup.env.num_actions, len(setup.suite.level_names(setup.config)))
 
 
+def _run_description(setup):
+  """What actors and learner must agree on beyond the unroll specs."""
+  return (f'levels={",".join(setup.config.levels)} '
+          f'torso={setup.args.torso or setup.suite.default_torso}')
+
+
 def _queue_capacity(setup):
   return setup.args.queue_capacity or 2 * setup.hparams.batch_size
 
@@ -418,7 +424,8 @@ def run_learner(args, bind):
   learner = _make_learner(setup)
   server = transport.LearnerServer(bind, setup.specs, _queue_capacity(setup),
                                    learner.agent.trainable_variables,
-                                   _value_ranges(setup))
+                                   _value_ranges(setup),
+                                   run_description=_run_description(setup))
   logging.getLogger('learner').info('listening on %s', server.address)
   loop = _training_loop(setup, learner, server.unroll_queue, server)
   _stop_on_signals(loop)
@@ -439,11 +446,13 @@ def run_actor_process(args):
            setup.envs_per_actor, args.level, args.learner_address)
   try:
     client = transport.ActorClient(args.learner_address, setup.specs,
-                                   connect_timeout_s=args.connect_timeout_s)
+                                   connect_timeout_s=args.connect_timeout_s,
+                                   run_description=_run_description(setup))
     actor_lib.run_actor(setup.actor, client)
   except transport.LearnerClosedError:
     log.info('the learner closed; stopping.')
-  except transport.LearnerUnavailableError as e:
+  except (transport.LearnerUnavailableError,
+          transport.UnrollRejectedError) as e:
     raise SystemExit(f'[actor {args.task}] error: {e}') from None
 
 

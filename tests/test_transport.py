@@ -310,6 +310,26 @@ def test_a_header_declaring_a_huge_tensor_is_refused_before_allocation(
   server.close()
 
 
+def test_an_actor_of_another_run_with_identical_specs_is_refused(
+    parameters):
+  # Issue 10, defect 8: Space Invaders unrolls have Pong's specs, and an
+  # actor of another torso sends the same unrolls.
+  with transport.LearnerServer(
+      'localhost:0', SPECS, 2, parameters,
+      run_description='levels=pong torso=shallow') as server:
+    for other in ('levels=space_invaders torso=shallow',
+                  'levels=pong torso=deep'):
+      with pytest.raises(transport.UnrollRejectedError,
+                         match=f'different runs.*actor: {other}'):
+        transport.ActorClient(server.address, SPECS, connect_timeout_s=10,
+                              run_description=other)
+    client = transport.ActorClient(server.address, SPECS,
+                                   connect_timeout_s=10,
+                                   run_description='levels=pong torso=shallow')
+    client.send(make_unrolls([0]))
+    assert server.queue_size() == 1
+
+
 def test_parameters_over_4mib_in_chunks_with_versions():
   # 2,100,007 floats = 8.4 MB: three chunks.
   variables = [tf.Variable(tf.random.normal([1000, 1500])),

@@ -67,7 +67,8 @@ class ActorClient(object):
   """
 
   def __init__(self, address, unroll_specs, connect_timeout_s=60.0,
-               reconnect_timeout_s=300.0, rpc_timeout_s=20.0):
+               reconnect_timeout_s=300.0, rpc_timeout_s=20.0,
+               run_description=''):
     """Connects to the learner (waiting for it to come up).
 
     Args:
@@ -77,6 +78,8 @@ class ActorClient(object):
       connect_timeout_s: float, how long to wait for the learner here.
       reconnect_timeout_s: float, how long later calls keep retrying while the
         learner is unreachable.
+      run_description: what this actor trains ('level=pong torso=shallow');
+        a learner that says it trains something else is refused at connect.
       rpc_timeout_s: float, deadline of one RPC. An enqueue that waits longer
         for room in the queue is not an error: the client then waits for the
         learner's receipt instead of resending.
@@ -90,6 +93,7 @@ class ActorClient(object):
     addresses.split_address(address)  # Fail early on a malformed address.
     self._address = address
     self._signature = specs_lib.UnrollSignature(unroll_specs)
+    self._run_description = run_description
     if self._signature.unroll_bytes > protocol.MESSAGE_BUDGET_BYTES:
       raise ValueError(
           f'One unroll is {self._signature.unroll_bytes} bytes but a message '
@@ -252,11 +256,17 @@ class ActorClient(object):
         delay = min(delay * 2, 1.0)
 
     info = protocol.decode_info(value)
-    if info.unroll_description != self._signature.description:
+    structure, run = protocol.split_description(info.unroll_description)
+    if structure != self._signature.description:
       raise errors.UnrollRejectedError(
           f'Actor and learner at {self._address} disagree on the unroll '
-          f'structure.\n  learner: {info.unroll_description}\n  actor:   '
+          f'structure.\n  learner: {structure}\n  actor:   '
           f'{self._signature.description}')
+    if run and self._run_description and run != self._run_description:
+      raise errors.UnrollRejectedError(
+          f'Actor and learner at {self._address} train different runs '
+          f'(learner: {run}; actor: {self._run_description}): start the '
+          "actor with the learner's --level and --torso.")
     if self._info is not None and info.token != self._info.token:
       _log.warning('Reconnected to a new learner at %s.', self._address)
     self._info = info

@@ -39,6 +39,16 @@ import tensorflow as tf
 # gRPC's default limit on a received message, which tf rpc does not let us
 # change (both the server's requests and the client's responses are bound).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# Separates the unroll structure from the run's description (level, torso)
+# in the learner's `info`: unrolls of two runs can have identical specs.
+RUN_SEPARATOR = ' || run: '
+
+
+def split_description(description):
+  """info's description -> (unroll structure, run description or '')."""
+  structure, _, run = description.partition(RUN_SEPARATOR)
+  return structure, run
 # Room left in each message for the TensorProto and gRPC framing around the
 # payload (method name, client id, per-field dtype and shape: < 1 KiB).
 MESSAGE_HEADROOM_BYTES = 64 * 1024

@@ -73,7 +73,7 @@ class LearnerServer(object):
   """
 
   def __init__(self, address, unroll_specs, queue_capacity, parameters,
-               value_ranges=None):
+               value_ranges=None, run_description=''):
     """Creates the queue, registers the methods, starts serving.
 
     Serves version 0 (the variables' values now) until the first `publish`.
@@ -91,12 +91,16 @@ class LearnerServer(object):
       value_ranges: dict field name -> (low, high), integer fields whose
         values must be in [low, high) (see `UnrollSignature`); float fields
         must be finite. A message that breaks them is refused.
+      run_description: what this run trains ('level=pong torso=shallow'):
+        an `ActorClient` with another one is refused at connect (two games
+        can have identical unroll specs).
 
     Raises:
       TypeError, ValueError: invalid specs, capacity or parameters.
       OSError: if the port is taken.
       RuntimeError: if the server does not answer on its address.
     """
+    self._run_description = run_description
     self._lock = threading.Lock()
     self._closed = True  # Until it serves: nothing for close() to do.
     self._parameters = list(parameters)
@@ -296,7 +300,9 @@ class LearnerServer(object):
               fifo.is_closed())
 
     info_values = protocol.encode_info(
-        self._token, self.unroll_queue.signature.description,
+        self._token, self.unroll_queue.signature.description + (
+            protocol.RUN_SEPARATOR + self._run_description
+            if self._run_description else ''),
         self._parameter_shapes, self._num_chunks, self.unroll_queue.capacity)
 
     @tf.function(input_signature=[])
