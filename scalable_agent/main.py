@@ -432,8 +432,15 @@ def run_learner(args, bind):
   try:
     _run_loop_in_thread(loop)
   finally:
-    server.close()
+    # After a finish, actors that call in the next seconds hear that
+    # training is over and exit 0 (their next unroll is a few seconds away
+    # at most). After Ctrl-C or SIGTERM, no waiting.
+    server.close(grace_s=0 if loop.stop_requested else _ACTOR_GRACE_S)
   return loop
+
+
+# How long a finished learner keeps telling actors that it has finished.
+_ACTOR_GRACE_S = 10.
 
 
 def run_actor_process(args):

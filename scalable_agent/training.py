@@ -207,6 +207,11 @@ class TrainingLoop:
         'warnings above). Delete the directory to start afresh, or pass a '
         'different --logdir.')
 
+  @property
+  def stop_requested(self):
+    """True once `stop()` was called (a signal), as opposed to a finish."""
+    return self._stop.is_set()
+
   def stop(self):
     """Asks the loop to finish its step, checkpoint and return (any thread)."""
     self._stop.set()

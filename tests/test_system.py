@@ -87,6 +87,10 @@ def test_learns_cartpole_with_a_learner_and_two_actor_processes(tmp_path):
       return False
     _read_until(learner, record, timeout_s=600, lines=lines)
     assert learner.wait(timeout=60) == 0, ''.join(lines[-30:])
+    # Issue 10, defect 6: a normal finish is a normal finish for the actors
+    # too (they used to retry for 300 s and exit 1, 'unreachable').
+    for actor in actors:
+      assert actor.wait(timeout=60) == 0
   finally:
     _stop(learner, *actors)
   assert returns, ''.join(lines[-30:])

@@ -31,6 +31,7 @@ returns a chunk and the version of the snapshot it was cut from.
 import atexit
 import logging
 import threading
+import time
 import uuid
 import weakref
 
@@ -163,11 +164,17 @@ class LearnerServer(object):
     """`UnrollQueue.dataset` of the server's queue."""
     return self.unroll_queue.dataset(batch_size, prefetch)
 
-  def close(self):
+  def close(self, grace_s=0.):
     """Closes the queue and stops the RPC server.
 
     Enqueues blocked on a full queue fail (the actors get LearnerClosedError);
     `dataset()` iterators end once fewer than a batch is left. Idempotent.
+
+    Args:
+      grace_s: keep answering this long after closing the queue, so that
+        actors between two sends hear "closed" on their next one
+        (LearnerClosedError: training is over, exit 0) instead of finding
+        nobody there and retrying until they give up as "unreachable".
     """
     with self._lock:
       if self._closed:
@@ -177,6 +184,8 @@ class LearnerServer(object):
     # shutdown (when the server resource is deleted) waits for all running
     # handlers.
     self.unroll_queue.close()
+    if grace_s > 0:
+      time.sleep(grace_s)
     self._server = None
     _open_servers.discard(self)
 
