@@ -119,6 +119,46 @@ class Statistics:
     return scores, suite_score
 
 
+class _StarvationWatchdog:
+  """Warns while the learner has waited `after_s` for a batch.
+
+  The learner waits inside TensorFlow for data; a thread notices instead.
+  """
+
+  def __init__(self, queue, endpoint, after_s, poll_s=None):
+    self._queue = queue
+    self._endpoint = endpoint
+    self._after_s = after_s
+    self._last = time.monotonic()
+    self._stopped = threading.Event()
+    if after_s:
+      threading.Thread(target=self._watch, args=(poll_s or after_s / 4,),
+                       daemon=True, name='starvation_watchdog').start()
+
+  def fed(self):
+    self._last = time.monotonic()
+
+  def stop(self):
+    self._stopped.set()
+
+  def _watch(self, poll_s):
+    warned_at = None
+    while not self._stopped.wait(poll_s):
+      waited = time.monotonic() - self._last
+      if waited < self._after_s:
+        warned_at = None
+        continue
+      if warned_at is not None and waited - warned_at < self._after_s:
+        continue
+      warned_at = waited
+      num_clients = getattr(self._endpoint, 'num_clients', None)
+      clients = (f'{num_clients()} actors have sent unrolls so far'
+                 if num_clients else 'in-process actors')
+      _LOG.warning('no batch for %.0f s (queue %d/%d; %s): are the actors '
+                   'running, and pointed at this learner?', waited,
+                   self._queue.queue_size(), self._queue.capacity, clients)
+
+
 class TrainingLoop:
   """Runs learner steps on batches from an unroll queue until told to stop.
 
@@ -133,6 +173,7 @@ class TrainingLoop:
     num_trained_levels: levels this run trains on (the suite headline score
       is reported once each has finished an episode).
     checkpoint_every_s, log_every_s: periods.
+    starved_after_s: warn when no batch has come for this long (0: never).
     stop_at_frames: stop training here (default: the learning-rate
       schedule's end, hparams.total_environment_frames). Lets a run stop
       early without changing its schedule, e.g. an A/B run of 5M frames of
@@ -145,6 +186,7 @@ class TrainingLoop:
   def __init__(self, learner, queue, endpoint, logdir, level_names,
                suite=None, num_trained_levels=1,
                checkpoint_every_s=600., log_every_s=10.,
+               starved_after_s=60.,
                stop_at_frames=None, checkpoint_every_frames=0):
     self.learner = learner
     self._checkpoint_every_frames = int(checkpoint_every_frames or 0)
@@ -157,6 +199,7 @@ class TrainingLoop:
     self.statistics = Statistics(level_names, suite, num_trained_levels)
     self._checkpoint_every_s = checkpoint_every_s
     self._log_every_s = log_every_s
+    self._starved_after_s = starved_after_s
     self._stop = threading.Event()
     self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
                                     name='learner_step')
@@ -247,6 +290,8 @@ class TrainingLoop:
     """
     hparams = self.learner.hparams
     iterator = iter(self.queue.dataset(hparams.batch_size))
+    watchdog = _StarvationWatchdog(self.queue, self.endpoint,
+                                   self._starved_after_s)
     steps = 0
     logged = False
     last_log = last_checkpoint = time.time()
@@ -259,6 +304,7 @@ class TrainingLoop:
              and (max_steps is None or steps < max_steps)):
         try:
           batch = next(iterator)
+          watchdog.fed()
         except (StopIteration, tf.errors.OpError):
           if self._stop.is_set():  # stop() closed the queue.
             break
@@ -295,6 +341,7 @@ class TrainingLoop:
           self.save()
           last_checkpoint = now
     finally:
+      watchdog.stop()
       # Whatever ended the loop (budget, signal, exception), keep the work,
       # and show where it ended.
       if steps:

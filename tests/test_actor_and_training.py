@@ -314,3 +314,25 @@ def test_failing_disk_writes_are_reported_and_training_goes_on(tmp_path,
   assert loop.manager.latest_checkpoint == good
   monkeypatch.undo()
   assert loop.save().endswith('-6')  # Space again: the next one is written.
+
+
+def test_a_starved_learner_says_so(tmp_path):
+  # Issue 10: the learner warns when no unroll has come for a while.
+  actor = make_actor(num_envs=4, unroll_length=HP.unroll_length)
+  agent = networks.ImpalaAgent(3, networks.MLPTorso(), use_lstm=True,
+                               core_size=8)
+  learner = learner_lib.Learner(agent, actor.specs, HP)
+  queue = transport.UnrollQueue(actor.specs, capacity=8)
+  endpoint = training.LearnerEndpoint(agent.trainable_variables, queue)
+  loop = training.TrainingLoop(learner, queue, endpoint, str(tmp_path),
+                               ['level_a'], starved_after_s=0.5)
+  lines = _console_lines('learner')
+  timer = threading.Timer(2.0, loop.stop)  # No actor ever feeds it.
+  timer.start()
+  try:
+    assert loop.run() == 0
+  finally:
+    timer.cancel()
+  warnings = [l for l in lines if l.startswith('no batch for')]
+  assert warnings and 'queue 0/8' in warnings[0], lines
+  assert 'in-process actors' in warnings[0]

@@ -328,6 +328,7 @@ def test_an_actor_of_another_run_with_identical_specs_is_refused(
                                    run_description='levels=pong torso=shallow')
     client.send(make_unrolls([0]))
     assert server.queue_size() == 1
+    assert server.num_clients() == 1  # What a starved learner reports.
 
 
 def test_parameters_over_4mib_in_chunks_with_versions():

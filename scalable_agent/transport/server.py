@@ -156,6 +156,10 @@ class LearnerServer(object):
     """
     self._publish_fn(tf.constant(version, tf.int64))
 
+  def num_clients(self):
+    """Actors (client ids) that have sent unrolls to this server so far."""
+    return int(self._received.size())
+
   def queue_size(self):
     """Returns the number of unrolls in the queue (an int)."""
     return self.unroll_queue.queue_size()
