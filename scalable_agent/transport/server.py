@@ -375,13 +375,24 @@ def _check_and_decode(signature, encoded):
   names, specs = signature.names, signature.specs
   # DataType enum -> name, to say what dtype a rejected field had.
   dtype_names = tf.constant([_dtype_name(i) for i in range(32)])
+  checks = []
+  # 0. Each field must be a well-formed TensorProto at all: decode_proto
+  #    would fail the whole message without naming the field, so each
+  #    field is decoded once in a tf.data pipeline that drops errors, and a
+  #    field that yields nothing is named.
+  for name, e in zip(names, encoded):
+    checks.append(tf.debugging.Assert(
+        tf.equal(_count_parsed(e, _header_sizes), 1),
+        [f'unroll field {name!r} is not a serialized tensor (malformed '
+         'bytes).']))
+  well_formed = list(checks)
   # 1. Dtypes, read from the TensorProtos' dtype field before decoding
   #    (parse_tensor would fail on a mismatch without naming the field).
   #    One field at a time: stacking the fields would copy the payload.
-  checks = []
   for name, spec, e in zip(names, specs, encoded):
-    proto = tf.io.decode_proto(e, 'tensorflow.TensorProto', ['dtype'],
-                               [tf.int32])
+    with tf.control_dependencies(well_formed):
+      proto = tf.io.decode_proto(e, 'tensorflow.TensorProto', ['dtype'],
+                                 [tf.int32])
     # [1], or [0] for a proto without dtype field: pad with DT_INVALID.
     dtype_sent = tf.concat([proto.values[0], [0]], 0)[0]
     sent = tf.gather(dtype_names, tf.clip_by_value(dtype_sent, 0, 31))
@@ -397,8 +408,9 @@ def _check_and_decode(signature, encoded):
   #    can carry.
   max_k = max(1, protocol.MAX_MESSAGE_BYTES // signature.unroll_bytes)
   for name, spec, e in zip(names, specs, encoded):
-    header = tf.io.decode_proto(e, 'tensorflow.TensorProto',
-                                ['tensor_shape'], [tf.string])
+    with tf.control_dependencies(well_formed):
+      header = tf.io.decode_proto(e, 'tensorflow.TensorProto',
+                                  ['tensor_shape'], [tf.string])
     shape_proto = tf.concat([header.values[0], ['']], 0)[0]
     dims = tf.io.decode_proto(shape_proto, 'tensorflow.TensorShapeProto',
                               ['dim'], [tf.string]).values[0]
@@ -417,7 +429,17 @@ def _check_and_decode(signature, encoded):
         tf.strings.reduce_join(tf.strings.as_string(declared), separator=','),
         f'], the learner expects [k,{",".join(map(str, spec.shape))}] with '
         f'k <= {max_k}.'])]))
-  # 3. Shapes as decoded: every field [k, *spec.shape] with the same k.
+  # 3. Contents: the bytes after a sound header must decode (the header's
+  #    size is now known to be bounded), or the field is named.
+  with tf.control_dependencies(list(checks)):
+    for name, spec, e in zip(names, specs, encoded):
+      checks.append(tf.debugging.Assert(
+          tf.equal(_count_parsed(
+              e, lambda x, dtype=spec.dtype: tf.size(
+                  tf.io.parse_tensor(x, dtype))), 1),
+          [f'unroll field {name!r} has a sound header but its content does '
+           'not decode (truncated or malformed).']))
+  # 4. Shapes as decoded: every field [k, *spec.shape] with the same k.
   tensors = []
   with tf.control_dependencies(checks):
     for spec, e in zip(specs, encoded):
@@ -436,7 +458,7 @@ def _check_and_decode(signature, encoded):
             f'unroll field {name!r} has shape [', sent,
             '], the learner expects [', expected, '] (k unrolls of ',
             f'{spec.shape.as_list()}, same k for all fields).'])]))
-  # 4. Values: finite floats, integers in their ranges (a NaN reward or an
+  # 5. Values: finite floats, integers in their ranges (a NaN reward or an
   #    action outside the action set would poison or crash the learner).
   with tf.control_dependencies(checks):
     for name, spec, t in zip(names, specs, tensors):
@@ -455,6 +477,32 @@ def _check_and_decode(signature, encoded):
                 tf.strings.as_string(tf.reduce_max(t)),
                 f'], the learner takes [{low}, {high}).'])]))
   return checks, tensors
+
+
+def _header_sizes(encoded):
+  """Decodes what steps 1 and 2 of `_check_and_decode` read from a field's
+  header (dtype, declared shape); returns a scalar."""
+  dtype = tf.io.decode_proto(encoded, 'tensorflow.TensorProto', ['dtype'],
+                             [tf.int32]).values[0]
+  shape = tf.io.decode_proto(encoded, 'tensorflow.TensorProto',
+                             ['tensor_shape'], [tf.string]).values[0]
+  dims = tf.io.decode_proto(tf.concat([shape, ['']], 0)[0],
+                            'tensorflow.TensorShapeProto', ['dim'],
+                            [tf.string]).values[0]
+  sizes = tf.io.decode_proto(dims, 'tensorflow.TensorShapeProto.Dim',
+                             ['size'], [tf.int64]).values[0]
+  return tf.size(dtype) + tf.size(sizes)
+
+
+def _count_parsed(encoded, parse):
+  """1 if `parse(encoded)` runs without error, else 0, in-graph.
+
+  A decoding op that fails would fail the whole RPC without saying which
+  field was at fault; a one-element tf.data pipeline that drops errors
+  tells instead.
+  """
+  return tf.data.Dataset.from_tensors(encoded).map(parse).ignore_errors(
+      ).reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
 
 
 def _dtype_name(enum):
