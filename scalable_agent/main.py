@@ -123,11 +123,11 @@ def parse_args(argv=None):
 _AT_LEAST_ONE = ('num_actors', 'envs_per_actor', 'batch_size', 'unroll_length',
                  'queue_capacity', 'eval_episodes')
 _POSITIVE = ('total_environment_frames', 'stop_at_frames', 'learning_rate',
-             'connect_timeout_s', 'checkpoint_every_s', 'log_every_s',
-             'discounting')
+             'connect_timeout_s', 'discounting')
+# (0 s between logs or checkpoints: at every step.)
 _NOT_NEGATIVE = ('task', 'entropy_cost', 'baseline_cost', 'epsilon',
                  'initial_mean_square', 'max_gradient_norm',
-                 'eval_every_frames')
+                 'eval_every_frames', 'checkpoint_every_s', 'log_every_s')
 
 
 def _check_numbers(parser, args):
