@@ -54,6 +54,8 @@ def setup(tf_logs=False, import_tensorflow=True):
     # 'tensorflow' logger, its checkpoint notes to absl's; errors still show.
     logging.getLogger('tensorflow').setLevel(logging.ERROR)
     logging.getLogger('absl').setLevel(logging.ERROR)
+    # TensorBoard's event reader narrates every file it opens.
+    logging.getLogger('tensorboard').setLevel(logging.WARNING)
 
 
 def _import_tensorflow_quietly():

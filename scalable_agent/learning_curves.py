@@ -81,15 +81,16 @@ def read_run(logdir, label=None):
 
 
 def return_at(series, frames):
-  """The last value logged up to `frames`, or None if the series ends
-  before it. Logging is periodic, so "at 5M" accepts points within 1% of
-  5M on either side (a run stopped at 4.99M, a checkpoint at 5.002M)."""
+  """The last value logged up to `frames`, or None if there is none near
+  it. Logging is periodic, so "at 5M" accepts points within 1% after 5M (a
+  checkpoint at 5.002M) and up to 5% before it (a run stopped at 4.99M);
+  a sparse series (evaluations at 5M and 10M) has nothing "at 8M"."""
   if series is None or not len(series.steps):
     return None
-  if series.steps[-1] < 0.99 * frames:
-    return None
   index = np.searchsorted(series.steps, 1.01 * frames, side='right') - 1
-  return None if index < 0 else float(series.values[index])
+  if index < 0 or series.steps[index] < 0.95 * frames:
+    return None
+  return float(series.values[index])
 
 
 def write_csv(runs, path):
