@@ -1,5 +1,9 @@
 """Atari-57 environments with the IMPALA paper's protocol.
 
+(Over 500 lines on purpose: the fast C++ route and the gymnasium route of
+the same protocol, and the life-loss bookkeeping they share, are kept in one
+module so that they can be read and checked against each other.)
+
 Protocol (paper Table G.1 and the evaluation protocol of the reference README):
   - no sticky actions (repeat_action_probability 0);
   - action repeat 4, observation = max over the last 2 of those frames;

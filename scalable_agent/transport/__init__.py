@@ -25,6 +25,8 @@ section):
   protocol:  the wire: RPC methods, message size limit, encoding, status codes.
   server:    `LearnerServer`: the queue and parameter snapshots over RPC;
              backpressure and exactly-once enqueues on the learner's side.
+  validation: the learner's in-graph checks of received messages
+             (well-formed, dtype, declared shape, content, values).
   client:    `ActorClient`: splitting into messages, exactly-once sends,
              parameter fetches, reconnection.
   addresses: free ports and 'host:port' parsing.

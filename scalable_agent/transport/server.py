@@ -41,6 +41,7 @@ import tensorflow as tf
 from scalable_agent.transport import addresses
 from scalable_agent.transport import protocol
 from scalable_agent.transport import queue as queue_lib
+from scalable_agent.transport import validation
 
 _log = logging.getLogger(__name__)
 _rpc = tf.distribute.experimental.rpc
@@ -286,7 +287,7 @@ class LearnerServer(object):
                                   tf.TensorSpec([], tf.int64)] +
                  [tf.TensorSpec([], tf.string)] * len(signature.specs))
     def enqueue(client_id, seq, *encoded):
-      checks, tensors = _check_and_decode(signature, encoded)
+      checks, tensors = validation.check_and_decode(signature, encoded)
 
       # Enqueue once per (client, seq): a resend of a message the learner
       # already has (client timed out, connection broke) is dropped.
@@ -355,158 +356,3 @@ class LearnerServer(object):
             protocol.INFO: info,
             protocol.PARAMETERS_VERSION: parameters_version,
             protocol.GET_PARAMETERS: get_parameters}
-
-
-def _check_and_decode(signature, encoded):
-  """In-graph validation and decoding of one `enqueue` message.
-
-  The in-graph counterpart of `UnrollSignature.flatten`, for bytes from the
-  wire: a failed check fails the RPC with INVALID_ARGUMENT and a message that
-  names the field, and the learner keeps serving.
-
-  Args:
-    signature: `specs.UnrollSignature` of the learner's unrolls.
-    encoded: F tf.string scalars, `protocol.encode_field` of each field.
-
-  Returns:
-    (checks, tensors): Assert ops to run before using the tensors, and the F
-    decoded fields [k, *spec.shape].
-  """
-  names, specs = signature.names, signature.specs
-  # DataType enum -> name, to say what dtype a rejected field had.
-  dtype_names = tf.constant([_dtype_name(i) for i in range(32)])
-  checks = []
-  # 0. Each field must be a well-formed TensorProto at all: decode_proto
-  #    would fail the whole message without naming the field, so each
-  #    field is decoded once in a tf.data pipeline that drops errors, and a
-  #    field that yields nothing is named.
-  for name, e in zip(names, encoded):
-    checks.append(tf.debugging.Assert(
-        tf.equal(_count_parsed(e, _header_sizes), 1),
-        [f'unroll field {name!r} is not a serialized tensor (malformed '
-         'bytes).']))
-  well_formed = list(checks)
-  # 1. Dtypes, read from the TensorProtos' dtype field before decoding
-  #    (parse_tensor would fail on a mismatch without naming the field).
-  #    One field at a time: stacking the fields would copy the payload.
-  for name, spec, e in zip(names, specs, encoded):
-    with tf.control_dependencies(well_formed):
-      proto = tf.io.decode_proto(e, 'tensorflow.TensorProto', ['dtype'],
-                                 [tf.int32])
-    # [1], or [0] for a proto without dtype field: pad with DT_INVALID.
-    dtype_sent = tf.concat([proto.values[0], [0]], 0)[0]
-    sent = tf.gather(dtype_names, tf.clip_by_value(dtype_sent, 0, 31))
-    checks.append(tf.debugging.Assert(
-        tf.equal(dtype_sent, spec.dtype.as_datatype_enum),
-        [tf.strings.join([
-            f'unroll field {name!r} has dtype ', sent,
-            f', the learner expects {spec.dtype.name}.'])]))
-  # 2. Declared shapes, read from the TensorProtos' headers before decoding:
-  #    parse_tensor allocates what the header declares, content or not (a
-  #    16-byte header declaring [1, 2^30] float32 would cost 4 GiB). Each
-  #    field must declare [k, *spec.shape] with k at most what one message
-  #    can carry.
-  max_k = max(1, protocol.MAX_MESSAGE_BYTES // signature.unroll_bytes)
-  for name, spec, e in zip(names, specs, encoded):
-    with tf.control_dependencies(well_formed):
-      header = tf.io.decode_proto(e, 'tensorflow.TensorProto',
-                                  ['tensor_shape'], [tf.string])
-    shape_proto = tf.concat([header.values[0], ['']], 0)[0]
-    dims = tf.io.decode_proto(shape_proto, 'tensorflow.TensorShapeProto',
-                              ['dim'], [tf.string]).values[0]
-    # A dim of size 0 leaves the field out: decode_proto pads with 0.
-    declared = tf.reshape(tf.io.decode_proto(
-        dims, 'tensorflow.TensorShapeProto.Dim', ['size'], [tf.int64],
-        ).values[0], [-1])
-    rank_ok = tf.equal(tf.size(declared), 1 + spec.shape.rank)
-    padded = tf.concat([declared, tf.zeros([1 + spec.shape.rank], tf.int64)],
-                       0)[:1 + spec.shape.rank]
-    fits = rank_ok & tf.reduce_all(
-        tf.equal(padded[1:], tf.constant(spec.shape.as_list(), tf.int64))) & (
-            padded[0] >= 0) & (padded[0] <= max_k)
-    checks.append(tf.debugging.Assert(fits, [tf.strings.join([
-        f'unroll field {name!r} declares shape [',
-        tf.strings.reduce_join(tf.strings.as_string(declared), separator=','),
-        f'], the learner expects [k,{",".join(map(str, spec.shape))}] with '
-        f'k <= {max_k}.'])]))
-  # 3. Contents: the bytes after a sound header must decode (the header's
-  #    size is now known to be bounded), or the field is named.
-  with tf.control_dependencies(list(checks)):
-    for name, spec, e in zip(names, specs, encoded):
-      checks.append(tf.debugging.Assert(
-          tf.equal(_count_parsed(
-              e, lambda x, dtype=spec.dtype: tf.size(
-                  tf.io.parse_tensor(x, dtype))), 1),
-          [f'unroll field {name!r} has a sound header but its content does '
-           'not decode (truncated or malformed).']))
-  # 4. Shapes as decoded: every field [k, *spec.shape] with the same k.
-  tensors = []
-  with tf.control_dependencies(checks):
-    for spec, e in zip(specs, encoded):
-      tensors.append(tf.io.parse_tensor(e, out_type=spec.dtype))
-  k = tf.shape(tensors[0], out_type=tf.int64)[0:1]
-  for name, spec, t in zip(names, specs, tensors):
-    sent = tf.strings.reduce_join(
-        tf.strings.as_string(tf.shape(t, out_type=tf.int64)), separator=',')
-    expected = tf.strings.reduce_join(
-        tf.strings.as_string(tf.concat(
-            [k, tf.constant(spec.shape.as_list(), tf.int64)], 0)),
-        separator=',')
-    checks.append(tf.debugging.Assert(
-        tf.equal(sent, expected),
-        [tf.strings.join([
-            f'unroll field {name!r} has shape [', sent,
-            '], the learner expects [', expected, '] (k unrolls of ',
-            f'{spec.shape.as_list()}, same k for all fields).'])]))
-  # 5. Values: finite floats, integers in their ranges (a NaN reward or an
-  #    action outside the action set would poison or crash the learner).
-  with tf.control_dependencies(checks):
-    for name, spec, t in zip(names, specs, tensors):
-      if spec.dtype.is_floating:
-        checks.append(tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(t)),
-            [f'unroll field {name!r} has non-finite values (NaN or '
-             'infinity).']))
-      if name in signature.value_ranges:
-        low, high = signature.value_ranges[name]
-        checks.append(tf.debugging.Assert(
-            tf.reduce_all((t >= low) & (t < high)),
-            [tf.strings.join([
-                f'unroll field {name!r} has values in [',
-                tf.strings.as_string(tf.reduce_min(t)), ', ',
-                tf.strings.as_string(tf.reduce_max(t)),
-                f'], the learner takes [{low}, {high}).'])]))
-  return checks, tensors
-
-
-def _header_sizes(encoded):
-  """Decodes what steps 1 and 2 of `_check_and_decode` read from a field's
-  header (dtype, declared shape); returns a scalar."""
-  dtype = tf.io.decode_proto(encoded, 'tensorflow.TensorProto', ['dtype'],
-                             [tf.int32]).values[0]
-  shape = tf.io.decode_proto(encoded, 'tensorflow.TensorProto',
-                             ['tensor_shape'], [tf.string]).values[0]
-  dims = tf.io.decode_proto(tf.concat([shape, ['']], 0)[0],
-                            'tensorflow.TensorShapeProto', ['dim'],
-                            [tf.string]).values[0]
-  sizes = tf.io.decode_proto(dims, 'tensorflow.TensorShapeProto.Dim',
-                             ['size'], [tf.int64]).values[0]
-  return tf.size(dtype) + tf.size(sizes)
-
-
-def _count_parsed(encoded, parse):
-  """1 if `parse(encoded)` runs without error, else 0, in-graph.
-
-  A decoding op that fails would fail the whole RPC without saying which
-  field was at fault; a one-element tf.data pipeline that drops errors
-  tells instead.
-  """
-  return tf.data.Dataset.from_tensors(encoded).map(parse).ignore_errors(
-      ).reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
-
-
-def _dtype_name(enum):
-  try:
-    return tf.dtypes.as_dtype(enum).name
-  except (TypeError, ValueError):
-    return f'DataType({enum})'
