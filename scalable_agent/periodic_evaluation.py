@@ -120,8 +120,10 @@ class Evaluator:
         return None
       greedy = self._play(checkpoint, greedy=True)
       sampled = self._play(checkpoint, greedy=False)
-    except (tf.errors.NotFoundError, checkpoints.CheckpointError):
-      return None  # Deleted under us; the next poll takes a newer one.
+    except (tf.errors.NotFoundError, checkpoints.CorruptCheckpointError):
+      # Deleted (or being replaced) under us: the next poll takes a newer
+      # one. A checkpoint of another model (wrong --torso) is an error.
+      return None
     self.next_due = (frames // self.every_frames + 1) * self.every_frames
     with self._writer.as_default(step=frames):
       tf.summary.scalar('evaluation/greedy_return', greedy)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from scalable_agent import suites
+from scalable_agent import networks
 from scalable_agent import periodic_evaluation
+from scalable_agent import suites
 from scalable_agent import report
 
 
@@ -74,3 +75,20 @@ def test_suites_and_bad_settings_are_refused(tmp_path):
     periodic_evaluation.Evaluator('atari57', str(tmp_path), 1000)
   with pytest.raises(ValueError, match='positive'):
     periodic_evaluation.Evaluator('CartPole-v1', str(tmp_path), 0)
+
+
+def test_a_checkpoint_of_another_model_is_an_error_not_a_silence(tmp_path):
+  # An evaluator started with the wrong --torso used to return None for
+  # ever; only a checkpoint deleted under it should be skipped quietly.
+  logdir = str(tmp_path)
+  config = suites.resolve('CartPole-v1')
+  # Another network than the evaluator's (its MLP has 64-64 hidden units).
+  other = networks.ImpalaAgent(2, networks.MLPTorso(hidden_sizes=(32,)),
+                               use_lstm=False)
+  other.step(tf.zeros([1], tf.int32),
+             config.suite.make_environment(config, 1).reset(), ())
+  _save_checkpoint(logdir, other, 2000)
+  evaluator = periodic_evaluation.Evaluator(
+      'CartPole-v1', logdir, every_frames=1000, episodes=1)
+  with pytest.raises(ValueError, match='does not fit'):
+    evaluator.evaluate_if_due()
