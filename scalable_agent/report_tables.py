@@ -70,7 +70,8 @@ def build_table(suite, score_files):
     count_text = '-'.join(str(c) for c in (counts[0], counts[-1])
                           ) if len(counts) > 1 else str(counts[0])
     note = (f'{f.label}: --level={f.level}, torso {f.torso}, '
-            f'{count_text} episodes per level, checkpoint '
+            f'{count_text} episode{"" if count_text == "1" else "s"} per '
+            'level, checkpoint '
             f'{f.checkpoint or "none (untrained agent)"}')
     if f.max_episode_frames:
       note += (f'; episodes capped at {f.max_episode_frames} frames '
