@@ -301,18 +301,23 @@ class ActorClient(object):
       if resend:
         if self._client is None:
           self._connect(self._reconnect_timeout_s)
-        code, message, _ = _call(
+        code, message, value = _call(
             self._client, protocol.ENQUEUE, [client_id, seq_t] + encoded,
             protocol.ENQUEUE_OUTPUT, self._rpc_timeout_s)
-        if code == protocol.OK:
+        if code == protocol.OK and int(value.numpy()) >= 0:
           return
-        if code == protocol.INVALID_ARGUMENT:
+        if code == protocol.OK:
+          # -1: a resend of a message the learner already has but has not
+          # queued yet (its first attempt waits for room): poll, as after a
+          # timeout, so that backpressure holds.
+          pass
+        elif code == protocol.INVALID_ARGUMENT:
           raise errors.UnrollRejectedError(
               f'Learner at {self._address} rejected the unrolls: {message}')
-        if code == protocol.CANCELLED:
+        elif code == protocol.CANCELLED:
           raise errors.LearnerClosedError(
               f'Learner at {self._address} closed its queue: {message}')
-        if code not in protocol.RETRYABLE:
+        elif code not in protocol.RETRYABLE:
           raise errors.TransportError(
               f'enqueue on learner {self._address} failed: {message}')
       else:

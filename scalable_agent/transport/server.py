@@ -306,7 +306,14 @@ class LearnerServer(object):
 
       with tf.control_dependencies(checks):
         is_new = claim_lock.execute(claim)
-      return tf.cond(is_new, do_enqueue, fifo.size)
+      def duplicate():
+        # A resend of a message this learner has: its queue size if that
+        # message is queued, -1 while its first handler still waits for
+        # room (the client then keeps polling instead of returning early).
+        return tf.where(completed.lookup(client_id) >= seq, fifo.size(),
+                        tf.constant(-1, tf.int32))
+
+      return tf.cond(is_new, do_enqueue, duplicate)
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
     def progress(client_id):
