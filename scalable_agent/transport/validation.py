@@ -36,14 +36,16 @@ def check_and_decode(signature, encoded):
   # DataType enum -> name, to say what dtype a rejected field had.
   dtype_names = tf.constant([_dtype_name(i) for i in range(32)])
   checks = []
-  well_formed = list(checks)
+  shape_protos = []
   # 1. Dtypes, read from the TensorProtos' dtype field before decoding
-  #    (parse_tensor would fail on a mismatch without naming the field).
+  #    (parse_tensor would fail on a mismatch without naming the field),
+  #    with the shape header step 2 reads: one header decode per field.
   #    One field at a time: stacking the fields would copy the payload.
   for name, spec, e in zip(names, specs, encoded):
-    with tf.control_dependencies(well_formed):
-      proto = tf.io.decode_proto(e, 'tensorflow.TensorProto', ['dtype'],
-                                 [tf.int32])
+    proto = tf.io.decode_proto(e, 'tensorflow.TensorProto',
+                               ['dtype', 'tensor_shape'],
+                               [tf.int32, tf.string])
+    shape_protos.append(tf.concat([proto.values[1], ['']], 0)[0])
     # [1], or [0] for a proto without dtype field: pad with DT_INVALID.
     dtype_sent = tf.concat([proto.values[0], [0]], 0)[0]
     sent = tf.gather(dtype_names, tf.clip_by_value(dtype_sent, 0, 31))
@@ -58,11 +60,7 @@ def check_and_decode(signature, encoded):
   #    field must declare [k, *spec.shape] with k at most what one message
   #    can carry.
   max_k = max(1, protocol.MAX_MESSAGE_BYTES // signature.unroll_bytes)
-  for name, spec, e in zip(names, specs, encoded):
-    with tf.control_dependencies(well_formed):
-      header = tf.io.decode_proto(e, 'tensorflow.TensorProto',
-                                  ['tensor_shape'], [tf.string])
-    shape_proto = tf.concat([header.values[0], ['']], 0)[0]
+  for name, spec, shape_proto in zip(names, specs, shape_protos):
     dims = tf.io.decode_proto(shape_proto, 'tensorflow.TensorShapeProto',
                               ['dim'], [tf.string]).values[0]
     # A dim of size 0 leaves the field out: decode_proto pads with 0.
