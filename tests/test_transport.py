@@ -305,13 +305,25 @@ def test_a_header_declaring_a_huge_tensor_is_refused_before_allocation(
   with pytest.raises(transport.UnrollRejectedError, match='k <= '):
     client._enqueue(encoded, 1)  # pylint: disable=protected-access
   assert server.queue_size() == 0
-  # Malformed bytes (garbage, a truncated tensor) fail the message; the
-  # learner keeps serving. (Not named by field: see transport/validation.)
+  # Malformed bytes (garbage, a truncated tensor, a header whose content
+  # is cut short) are refused naming the field; the learner keeps serving.
   whole = tf.io.serialize_tensor(unrolls['rewards']).numpy()
-  for bad in (b'\xff\xfe garbage \x00\x01', whole[:-7]):
-    encoded[names.index('rewards')] = tf.constant(bad)
-    with pytest.raises(transport.TransportError):
-      client._enqueue(encoded, 1)  # pylint: disable=protected-access
+  short_content = tensor_pb2.TensorProto()
+  short_content.ParseFromString(whole)
+  short_content.tensor_content = short_content.tensor_content[:-4]
+  for field in ('rewards', 'frames'):
+    encoded = [tf.io.serialize_tensor(x) for x in tf.nest.flatten(unrolls)]
+    whole = encoded[names.index(field)].numpy()
+    for bad in (b'\xff\xfe garbage \x00\x01', whole[:-7]):
+      encoded[names.index(field)] = tf.constant(bad)
+      with pytest.raises(transport.UnrollRejectedError,
+                         match=f"field '{field}' is not a well-formed"):
+        client._enqueue(encoded, 1)  # pylint: disable=protected-access
+  encoded = [tf.io.serialize_tensor(x) for x in tf.nest.flatten(unrolls)]
+  encoded[names.index('rewards')] = tf.constant(
+      short_content.SerializeToString())
+  with pytest.raises(transport.UnrollRejectedError, match="'rewards'"):
+    client._enqueue(encoded, 1)  # pylint: disable=protected-access
   client.send(unrolls)  # And it keeps serving.
   assert server.queue_size() == 1
   server.close()

@@ -37,6 +37,7 @@ from scalable_agent.transport import addresses
 from scalable_agent.transport import errors
 from scalable_agent.transport import protocol
 from scalable_agent.transport import specs as specs_lib
+from scalable_agent.transport import validation
 
 _log = logging.getLogger(__name__)
 _rpc = tf.distribute.experimental.rpc
@@ -303,7 +304,8 @@ class ActorClient(object):
           self._connect(self._reconnect_timeout_s)
         code, message, value = _call(
             self._client, protocol.ENQUEUE, [client_id, seq_t] + encoded,
-            protocol.ENQUEUE_OUTPUT, self._rpc_timeout_s)
+            protocol.ENQUEUE_OUTPUT, self._rpc_timeout_s,
+            field_names=self._signature.names)
         if code == protocol.OK and int(value.numpy()) >= 0:
           return
         if code == protocol.OK:
@@ -338,15 +340,27 @@ class ActorClient(object):
       resend = progress.received < seq
 
 
-def _call(client, method, args, output_specs, timeout_s):
-  """One RPC; returns (code, message, value). Never raises for RPC errors."""
+def _call(client, method, args, output_specs, timeout_s, field_names=None):
+  """One RPC; returns (code, message, value). Never raises for RPC errors.
+
+  field_names: for `enqueue`, the message's field names: an error in the
+    decoding of one field's bytes becomes INVALID_ARGUMENT naming the field.
+  """
   result = client.call(method, args, output_specs,
                        timeout_in_ms=max(1, int(timeout_s * 1e3)))
   code, message = result.get_error()
   code = int(code.numpy())
-  if code != protocol.OK:
-    return code, protocol.clean_error(message.numpy()), None
-  return protocol.OK, '', result.get_value()
+  if code == protocol.OK:
+    return protocol.OK, '', result.get_value()
+  raw = message.numpy()
+  message = protocol.clean_error(raw)
+  field = validation.malformed_field_index(raw) if field_names else None
+  if field is not None:
+    return protocol.INVALID_ARGUMENT, (
+        f'unroll field {field_names[field]!r} is not a well-formed '
+        f'serialized tensor ({message}); send tf.io.serialize_tensor '
+        'output.'), None
+  return code, message, None
 
 
 def _unflatten(chunks, info):
