@@ -22,10 +22,11 @@ import dataclasses
 
 import tensorflow as tf
 
+from scalable_agent import corrections
 from scalable_agent import environments
 from scalable_agent import networks
 from scalable_agent import optimizers
-from scalable_agent import vtrace
+from scalable_agent import replay
 
 # One actor's unroll; what crosses the network. Shapes for one unroll (a batch
 # adds a leading [B]):
@@ -88,11 +89,40 @@ class Hyperparameters:
   # and initial_mean_square unused).
   optimizer: str = 'rmsprop'
   max_gradient_norm: float | None = None
+  # Table 2's off-policy corrections (corrections.VARIANTS).
+  off_policy_correction: str = 'vtrace'
+  # Experience replay (replay.py; paper section 5.2.2): the learner keeps
+  # the last `replay_capacity` unrolls (0: no replay) and replaces this
+  # fraction of each batch with unrolls drawn from them.
+  replay_capacity: int = 0
+  replay_fraction: float = 0.5
+
+  @property
+  def num_replayed(self):
+    """Unrolls of each batch drawn from the replay buffer."""
+    if not self.replay_capacity:
+      return 0
+    return replay.num_replayed(self.batch_size, self.replay_fraction)
+
+  @property
+  def num_fresh(self):
+    """Unrolls of each batch taken from the actors' queue."""
+    return self.batch_size - self.num_replayed
 
   @property
   def frames_per_step(self):
-    """Environment frames one learner step consumes."""
-    return self.batch_size * self.unroll_length * self.num_action_repeats
+    """Environment frames one learner step consumes (fresh unrolls only)."""
+    return self.num_fresh * self.unroll_length * self.num_action_repeats
+
+  def __post_init__(self):
+    corrections.check_variant(self.off_policy_correction)
+    if not 0 <= self.replay_fraction < 1:
+      raise ValueError('replay_fraction must be in [0, 1) (the rest of each '
+                       f'batch is fresh), got {self.replay_fraction}.')
+    if self.replay_capacity and self.replay_capacity < self.num_fresh:
+      raise ValueError(
+          f'replay_capacity {self.replay_capacity} is smaller than the fresh '
+          f'unrolls of one batch ({self.num_fresh}); the paper keeps 10000.')
 
 
 # Paper Table G.1 (Atari, per game).
@@ -166,7 +196,9 @@ def compute_loss(agent, batch, hparams):
   # (it belongs to the next episode).
   discounts = tf.cast(~done, tf.float32) * hparams.discounting
 
-  vtrace_returns = vtrace.from_logits(
+  # V-trace by default; Table 2's other corrections on request.
+  vtrace_returns = corrections.corrected_returns(
+      hparams.off_policy_correction,
       behaviour_policy_logits=agent_outputs.policy_logits,
       target_policy_logits=learner_outputs.policy_logits,
       actions=agent_outputs.action,
@@ -176,11 +208,9 @@ def compute_loss(agent, batch, hparams):
       bootstrap_value=bootstrap_value)
 
   # Policy gradient: -sum log pi(a_t) * pg_advantage_t. pg_advantages carry
-  # no gradient (vtrace stops it).
-  cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=agent_outputs.action, logits=learner_outputs.policy_logits)
-  policy_gradient_loss = tf.reduce_sum(
-      cross_entropy * vtrace_returns.pg_advantages)
+  # no gradient (the corrections stop it).
+  policy_gradient_loss = -tf.reduce_sum(
+      vtrace_returns.target_action_log_probs * vtrace_returns.pg_advantages)
   value_errors = vtrace_returns.vs - learner_outputs.baseline
   baseline_loss = 0.5 * tf.reduce_sum(tf.square(value_errors))
   policy = tf.nn.softmax(learner_outputs.policy_logits)
@@ -199,9 +229,10 @@ def compute_loss(agent, batch, hparams):
       tf.exp(behaviour_log_policy)
       * (behaviour_log_policy - tf.stop_gradient(log_policy)))
 
-  # from_logits clips rho at its default clip_rho_threshold, 1.0, and the
+  # V-trace clips rho at its default clip_rho_threshold, 1.0, and the
   # traces c at 1.0, so one count serves both; they are reported apart
-  # because Table 2's variants change the first.
+  # because Table 2's variants change the first. (For the other variants:
+  # the fraction of steps with rho > 1, which they leave unclipped.)
   num_clipped = tf.reduce_sum(tf.cast(rhos > 1., tf.float32))
 
   return total_loss, {

@@ -113,6 +113,17 @@ def parse_args(argv=None):
       "Adam's, outside the square root).")
   add('--max_gradient_norm', type=float,
       help='Global-norm gradient clipping; 0 turns it off.')
+  add('--off_policy_correction',
+      choices=['vtrace', 'one_step', 'epsilon', 'none'],
+      help="The paper's Table 2 variants (scalable_agent/corrections.py); "
+      'default vtrace.')
+  add('--replay_capacity', type=int,
+      help='Experience replay: keep the last N unrolls on the learner (the '
+      'paper: 10000; memory N x one unroll, allocated at start); default 0, '
+      'no replay.')
+  add('--replay_fraction', type=float,
+      help='With replay: the fraction of each batch drawn from the buffer '
+      '(default 0.5, the paper\'s).')
   console.add_flags(parser)
   args = parser.parse_args(argv)
   _check_numbers(parser, args)
@@ -127,6 +138,7 @@ _POSITIVE = ('total_environment_frames', 'stop_at_frames', 'learning_rate',
 # (0 s between logs or checkpoints: at every step.)
 _NOT_NEGATIVE = ('task', 'entropy_cost', 'baseline_cost', 'epsilon',
                  'initial_mean_square', 'max_gradient_norm',
+                 'replay_capacity', 'replay_fraction',
                  'eval_every_frames', 'checkpoint_every_s', 'log_every_s')
 
 
@@ -142,6 +154,9 @@ def _check_numbers(parser, args):
         parser.error(f'--{name} must be {wanted}, got {value}.')
   if args.discounting is not None and args.discounting > 1:
     parser.error(f'--discounting must be in (0, 1], got {args.discounting}.')
+  if args.replay_fraction is not None and args.replay_fraction >= 1:
+    parser.error('--replay_fraction must be in [0, 1) (the rest of each '
+                 f'batch is fresh), got {args.replay_fraction}.')
 
 
 # Task types a TF_CONFIG may name, and the role each runs.
@@ -193,7 +208,10 @@ def hyperparameters(args, config):
                for f in dataclasses.fields(base)
                if getattr(args, f.name, None) is not None}
   overrides['num_action_repeats'] = config.suite.num_action_repeats
-  return dataclasses.replace(base, **overrides)
+  try:
+    return dataclasses.replace(base, **overrides)
+  except ValueError as e:  # Settings that do not fit together.
+    raise SystemExit(f'error: {e}') from None
 
 
 def _envs_per_actor(args, config):

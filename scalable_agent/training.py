@@ -30,6 +30,7 @@ import tensorflow as tf
 from scalable_agent import actor as actor_lib
 from scalable_agent import checkpoints
 from scalable_agent import learner as learner_lib
+from scalable_agent import replay
 
 # Console lines: '[learner] step ...' (console.setup's format).
 _LOG = logging.getLogger('learner')
@@ -110,7 +111,10 @@ class Statistics:
     returns = {name: r for name, (r, _) in self.per_level().items()}
     scores = {}
     for name, mean_return in returns.items():
-      reference = references[self._suite.reference_name(name)]
+      try:
+        reference = references[self._suite.reference_name(name)]
+      except (KeyError, ValueError):
+        continue  # A level without reference scores (seekavoid_arena_01).
       scores[name] = float(scoring.human_normalized_score(
           mean_return, reference.random, reference.human))
     suite_score = None
@@ -209,6 +213,25 @@ class TrainingLoop:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(logdir, 'checkpoints'), max_to_keep=3)
     self._writer = tf.summary.create_file_writer(logdir)
+    hparams = learner.hparams
+    self.replay_buffer = None
+    if hparams.num_replayed:
+      # Not in the checkpoint: see replay.py.
+      self.replay_buffer = replay.ReplayBuffer(queue.signature.structure,
+                                               hparams.replay_capacity)
+      _LOG.info('replay: %d of each %d unrolls from a buffer of the last %d '
+                'unrolls (%.2f GiB, not checkpointed)', hparams.num_replayed,
+                hparams.batch_size, hparams.replay_capacity,
+                self.replay_buffer.nbytes / 2**30)
+
+  def _batches(self):
+    """The learner's input: fresh batches from the queue, or with replay,
+    `num_fresh` fresh unrolls followed by `num_replayed` replayed ones."""
+    hparams = self.learner.hparams
+    if self.replay_buffer is None:
+      return self.queue.dataset(hparams.batch_size)
+    return replay.mix_with_replay(self.queue.dataset(hparams.num_fresh),
+                                  self.replay_buffer, hparams.num_replayed)
 
   def restore(self):
     """Resumes from the newest readable checkpoint in logdir, if any.
@@ -289,7 +312,7 @@ class TrainingLoop:
       number of steps taken in this call.
     """
     hparams = self.learner.hparams
-    iterator = iter(self.queue.dataset(hparams.batch_size))
+    iterator = iter(self._batches())
     watchdog = _StarvationWatchdog(self.queue, self.endpoint,
                                    self._starved_after_s)
     steps = 0
@@ -319,8 +342,10 @@ class TrainingLoop:
         version = int(self.step_counter)
         self.endpoint.publish(version)
         steps += 1
+        # Episodes of the fresh unrolls only: replayed ones were counted
+        # when they were fresh.
         episodes = actor_lib.episode_statistics(
-            tf.nest.map_structure(lambda t: t.numpy(),
+            tf.nest.map_structure(lambda t: t[:hparams.num_fresh].numpy(),
                                   batch._replace(agent_state=(),
                                                  agent_outputs=())))
         self.statistics.add_episodes(episodes)
