@@ -82,6 +82,8 @@ def engine_level_name(level):
   """
   name = level[len(levels_lib.LEVEL_PREFIX):] if level.startswith(
       levels_lib.LEVEL_PREFIX) else level
+  if name in levels_lib.OTHER_LEVEL_NAMES:
+    return name
   try:
     levels_lib.level_index(name)
   except ValueError:
@@ -89,6 +91,17 @@ def engine_level_name(level):
       return level
     raise
   return levels_lib.LEVEL_PREFIX + name
+
+
+def _variant(name, training):
+  """The train or test variant of a level name (one variant for
+  `levels_lib.OTHER_LEVEL_NAMES`)."""
+  short = name[len(levels_lib.LEVEL_PREFIX):] if name.startswith(
+      levels_lib.LEVEL_PREFIX) else name
+  if short in levels_lib.OTHER_LEVEL_NAMES:
+    return short
+  level = levels_lib.get_level(name)
+  return level.train_name if training else level.test_name
 
 
 class LevelCache:
@@ -339,14 +352,12 @@ def make_batched_environment(levels, num_envs, seed=0, training=True,
   """
   if isinstance(levels, str):
     levels = [levels]
-  level_records = [levels_lib.get_level(name) for name in levels]
-  if not level_records:
+  if not levels:
     raise ValueError('make_batched_environment needs at least one level.')
   if num_envs < 1:
     raise ValueError(f'num_envs must be >= 1, got {num_envs}.')
-  names = [level.train_name if training else level.test_name
-           for level in level_records]
-  level_ids = [levels_lib.level_index(name) for name in names]
+  names = [_variant(name, training) for name in levels]
+  level_ids = [levels_lib.level_id(name) for name in names]
   env_names = [names[(first_env_index + i) % len(names)]
                for i in range(num_envs)]
   env_level_ids = [level_ids[(first_env_index + i) % len(names)]

@@ -75,6 +75,16 @@ TEST_LEVEL_NAMES = tuple(level.test_name for level in LEVELS)
 
 TRAIN_TO_TEST = {level.train_name: level.test_name for level in LEVELS}
 
+# DeepMind Lab levels outside DMLab-30 that the paper trains on: the fifth
+# task of Table 2. They live in DeepMind Lab's own game_scripts/levels (no
+# `contributed/dmlab30/` prefix), have one variant (train = test) and no
+# human or random reference (they are reported as returns). Their level ids
+# follow the 30: 30, 31, ...
+OTHER_LEVEL_NAMES = ('seekavoid_arena_01',)
+
+# Every level an agent may train on, indexed by level id.
+ALL_LEVEL_NAMES = LEVEL_NAMES + OTHER_LEVEL_NAMES
+
 # The two `*_test` levels: never trained on, need allowHoldOutLevels.
 HOLD_OUT_LEVELS = frozenset(set(TEST_LEVEL_NAMES) - set(LEVEL_NAMES))
 
@@ -152,6 +162,19 @@ def level_index(name):
   return index
 
 
+def level_id(name):
+  """Level id of a DMLab-30 level (its `level_index`) or of one of
+  `OTHER_LEVEL_NAMES` (30, 31, ...).
+
+  Raises:
+    ValueError: neither; the message names the closest level names.
+  """
+  name = _strip_prefix(str(name))
+  if name in OTHER_LEVEL_NAMES:
+    return len(LEVELS) + OTHER_LEVEL_NAMES.index(name)
+  return level_index(name)
+
+
 def get_level(name):
   """The `Level` of a train or test level name (see `level_index`)."""
   return LEVELS[level_index(name)]
@@ -159,7 +182,8 @@ def get_level(name):
 
 def _unknown_level_message(name):
   matches = difflib.get_close_matches(
-      _strip_prefix(str(name)), sorted(_INDEX_BY_NAME), n=3, cutoff=0.6)
+      _strip_prefix(str(name)), sorted(_INDEX_BY_NAME) + list(
+          OTHER_LEVEL_NAMES), n=3, cutoff=0.6)
   hint = (f' Did you mean {", ".join(repr(m) for m in matches)}?' if matches
           else ' See dmlab30.LEVEL_NAMES for the 30 levels.')
   return f'{name!r} is not a DMLab-30 level.{hint}'

@@ -38,6 +38,8 @@ class DmLab30Suite(suites.Suite):
     if name == _MULTI_TASK:
       return suites.LevelConfig(name, self, levels_lib.LEVEL_NAMES, hparams,
                                 hparams)
+    if name in levels_lib.OTHER_LEVEL_NAMES:
+      return suites.LevelConfig(name, self, (name,), hparams, hparams)
     try:
       level = levels_lib.get_level(name)
     except ValueError:
@@ -47,15 +49,26 @@ class DmLab30Suite(suites.Suite):
 
   def known_names(self):
     return ([_MULTI_TASK] + list(levels_lib.LEVEL_NAMES)
-            + list(levels_lib.TEST_LEVEL_NAMES))
+            + list(levels_lib.TEST_LEVEL_NAMES)
+            + list(levels_lib.OTHER_LEVEL_NAMES))
 
   def level_names(self, config):
-    return list(levels_lib.LEVEL_NAMES)
+    """Indexed by level id: the 30, then `OTHER_LEVEL_NAMES`."""
+    return list(levels_lib.ALL_LEVEL_NAMES)
 
   def canonical_name(self, name, evaluation=False):
-    """The train name, or with `evaluation` the test name scores use."""
+    """The train name, or with `evaluation` the test name scores use (a
+    level outside DMLab-30 has one name)."""
+    if name in levels_lib.OTHER_LEVEL_NAMES:
+      return name
     level = levels_lib.get_level(name)
     return level.test_name if evaluation else level.train_name
+
+  def reference_name(self, name):
+    if name in levels_lib.OTHER_LEVEL_NAMES:
+      raise ValueError(f'{name} is not a DMLab-30 level: it has no human or '
+                       'random reference score.')
+    return super().reference_name(name)
 
   def make_environment(self, config, num_envs, seed=0, first_env_index=0,
                        training=True, levels=None,

@@ -383,6 +383,28 @@ def test_batch_evaluation_plays_test_levels(lab):
   batch.close()
 
 
+def test_table2_level_outside_dmlab30(lab):
+  # seekavoid_arena_01, Table 2's fifth task, is a DeepMind Lab level of its
+  # own (no contributed/dmlab30/ prefix, no human/random scores): level id
+  # 30, after the 30.
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  config = suites.resolve('seekavoid_arena_01')
+  assert config.suite.name == 'dmlab30'
+  assert config.levels == ('seekavoid_arena_01',)
+  assert config.suite.level_names(config)[30] == 'seekavoid_arena_01'
+  with pytest.raises(ValueError, match='no human or random reference'):
+    config.suite.reference_name('seekavoid_arena_01')
+  batch = environment.make_batched_environment(
+      ['seekavoid_arena_01', 'rooms_watermaze'], num_envs=2)
+  seekavoid, _ = lab.INSTANCES
+  assert seekavoid.level == 'seekavoid_arena_01'
+  np.testing.assert_array_equal(batch.level_ids, [30, 3])
+  batch.reset()
+  batch.close()
+  with pytest.raises(ValueError, match="Did you mean 'seekavoid_arena_01'"):
+    dmlab30.levels.level_id('seekavoid_arena_1')
+
+
 def test_batch_resets_finished_episodes_on_the_same_step(lab, monkeypatch):
   monkeypatch.setattr(lab, 'EPISODE_FRAMES', 8)  # 2 agent steps.
   batch = environment.make_batched_environment(
