@@ -122,8 +122,9 @@ def run_grid(cells, root, frames, replay_capacity=PAPER_REPLAY_CAPACITY,
                         + list(training_flags))
 
   failed = []
-  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-    futures = {pool.submit(one, cell): cell for cell in cells}
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+  futures = {pool.submit(one, cell): cell for cell in cells}
+  try:
     for future in concurrent.futures.as_completed(futures):
       cell = futures[future]
       try:
@@ -132,6 +133,10 @@ def run_grid(cells, root, frames, replay_capacity=PAPER_REPLAY_CAPACITY,
       except (SystemExit, ValueError) as e:
         log.error('failed: %s (%s)', run_dir(root, cell), e)
         failed.append(cell)
+  finally:
+    # Ctrl-C: the runs under way get it too (same process group) and
+    # checkpoint; the ones not started yet are not started.
+    pool.shutdown(wait=True, cancel_futures=True)
   return failed
 
 
