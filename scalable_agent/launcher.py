@@ -40,6 +40,18 @@ def _child_environment():
   return {k: v for k, v in os.environ.items() if k != 'TF_CONFIG'}
 
 
+def _flags(args, skip):
+  """The command-line flags that give `args` (argparse values), less `skip`
+  and population-based training's (a child is never a population)."""
+  flags = []
+  for key, value in vars(args).items():
+    if (key in skip or key.startswith('pbt_') or value is None
+        or value is False):
+      continue
+    flags.append(f'--{key}' if value is True else f'--{key}={value}')
+  return flags
+
+
 class ActorLauncher:
   """Starts actor processes and restarts any that die (local wiring).
 
@@ -81,11 +93,7 @@ class ActorLauncher:
             f'--task={task}', f'--learner_address={self._address}']
     skip = {'role', 'task', 'learner_address', 'bind', 'num_actors',
             'connect_timeout_s', 'eval_every_frames', 'eval_episodes'}
-    for key, value in vars(self._args).items():
-      if key in skip or value is None or value is False:
-        continue
-      argv.append(f'--{key}' if value is True else f'--{key}={value}')
-    return argv
+    return argv + _flags(self._args, skip)
 
   def _start_actor(self, task):
     self._processes[task] = subprocess.Popen(
@@ -164,3 +172,60 @@ class ActorLauncher:
         process.wait(timeout=10)
       except subprocess.TimeoutExpired:
         process.kill()
+
+
+# Population-based training's settings, passed on to each member.
+_PBT_FLAGS = ('pbt_burn_in_frames', 'pbt_ready_episodes', 'pbt_threshold',
+              'pbt_perturb_probability', 'pbt_perturb_factor')
+
+
+def member_command(args, member, pbt_dir, member_logdir):
+  """`scalable_agent` for member `member` of a local PBT population: a
+  learner with its own actors, its own logdir and seed, the shared
+  `pbt_dir`."""
+  argv = [sys.executable, '-m', 'scalable_agent.main',
+          f'--pbt_member={member}', f'--pbt_dir={pbt_dir}',
+          f'--logdir={member_logdir}', f'--seed={args.seed + 1000 * member}']
+  argv += [f'--{key}={getattr(args, key)}' for key in _PBT_FLAGS
+           if getattr(args, key) is not None]
+  return argv + _flags(args, {'logdir', 'seed', 'bind', 'task'})
+
+
+def run_population(args, pbt_dir, member_logdir):
+  """Runs `args.pbt_population` members as local processes until they all
+  end; Ctrl-C or SIGTERM is passed on to them (each checkpoints).
+
+  Args:
+    member_logdir: callable, member index -> its logdir.
+
+  Returns:
+    the number of members that failed.
+  """
+  log = logging.getLogger('launcher')
+  members = [subprocess.Popen(member_command(args, i, pbt_dir,
+                                             member_logdir(i)),
+                              env=_child_environment(),
+                              preexec_fn=_die_with_parent)
+             for i in range(args.pbt_population)]
+  log.info('%d PBT members started; shared directory %s', len(members),
+           pbt_dir)
+
+  def forward(signum, frame):
+    del frame
+    for process in members:
+      if process.poll() is None:
+        process.send_signal(signum)
+
+  previous = {s: signal.signal(s, forward)
+              for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    codes = [process.wait() for process in members]
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  failed = sum(1 for code in codes if code not in (0, -signal.SIGINT,
+                                                   -signal.SIGTERM))
+  if failed:
+    log.error('%d of %d members failed (exit statuses %s).', failed,
+              len(members), codes)
+  return failed

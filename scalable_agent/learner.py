@@ -163,7 +163,7 @@ def clip_rewards(rewards, mode):
                    'soft_asymmetric or none.')
 
 
-def compute_loss(agent, batch, hparams):
+def compute_loss(agent, batch, hparams, entropy_cost=None):
   """V-trace actor-critic loss of a time-major batch.
 
   Args:
@@ -171,6 +171,8 @@ def compute_loss(agent, batch, hparams):
     batch: `Unroll` with time-major fields: env_outputs and agent_outputs
       [T+1, B, ...], agent_state [B, ...].
     hparams: `Hyperparameters`.
+    entropy_cost: scalar tensor overriding hparams.entropy_cost (the
+      learner's `TunableHyperparameters`).
 
   Returns:
     (total_loss scalar, dict of scalars). The dict holds the three loss terms
@@ -217,9 +219,11 @@ def compute_loss(agent, batch, hparams):
   log_policy = tf.nn.log_softmax(learner_outputs.policy_logits)
   entropy = -tf.reduce_sum(policy * log_policy)
 
+  if entropy_cost is None:
+    entropy_cost = hparams.entropy_cost
   total_loss = (policy_gradient_loss
                 + hparams.baseline_cost * baseline_loss
-                - hparams.entropy_cost * entropy)
+                - entropy_cost * entropy)
 
   # Diagnostics (no gradient flows through them).
   value_errors = tf.stop_gradient(value_errors)
@@ -336,6 +340,35 @@ def zeros_batch(specs, batch_size):
       lambda s: tf.zeros([batch_size] + s.shape.as_list(), s.dtype), specs)
 
 
+class TunableHyperparameters(tf.Module):
+  """The settings population-based training changes during a run.
+
+  Learning rate (before the schedule), entropy cost, the optimiser's epsilon
+  and the gradient-clipping threshold (0: none) are variables that the
+  learner step reads, so changing them (`assign`) does not retrace the step;
+  the training checkpoint saves them.
+  """
+
+  NAMES = ('learning_rate', 'entropy_cost', 'epsilon', 'max_gradient_norm')
+
+  def __init__(self, hparams):
+    super().__init__(name='hyperparameters')
+    for name in self.NAMES:
+      setattr(self, name, tf.Variable(float(getattr(hparams, name) or 0.),
+                                      trainable=False, name=name))
+
+  def values(self):
+    """{name: float}."""
+    return {name: float(getattr(self, name).numpy()) for name in self.NAMES}
+
+  def assign(self, **values):
+    for name, value in values.items():
+      if name not in self.NAMES:
+        raise ValueError(f'{name!r} is not tunable; tunable: '
+                         f'{", ".join(self.NAMES)}.')
+      getattr(self, name).assign(float(value))
+
+
 def default_strategy():
   """MirroredStrategy over the visible GPUs when there are several, else the
   default strategy (one device: the GPU if there is one, else the CPU)."""
@@ -380,6 +413,7 @@ class Learner:
                                         name='num_env_frames')
       self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name='skipped_steps')
+      self.tunable = TunableHyperparameters(hparams)
     self._compiled_step = tf.function(self._distributed_step)
     self._compiled_term_norms = tf.function(self._distributed_term_norms)
 
@@ -388,7 +422,8 @@ class Learner:
     variables = self.agent.trainable_variables
     with tf.GradientTape() as tape:
       total_loss, terms = compute_loss(self.agent, to_time_major(batch),
-                                       self.hparams)
+                                       self.hparams,
+                                       self.tunable.entropy_cost)
     gradients = tape.gradient(total_loss, variables)
     return gradients, dict(terms, total_loss=total_loss)
 
@@ -399,15 +434,15 @@ class Learner:
     gradients, terms = self.strategy.reduce(
         tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     gradient_norm = tf.linalg.global_norm(gradients)
-    clip_factor = tf.constant(1.)
-    if self.hparams.max_gradient_norm:
-      clip_factor = tf.minimum(
-          1., self.hparams.max_gradient_norm / gradient_norm)
-      gradients, _ = tf.clip_by_global_norm(
-          gradients, self.hparams.max_gradient_norm, use_norm=gradient_norm)
+    # Global-norm clipping (tf.clip_by_global_norm's arithmetic), off where
+    # the threshold is 0.
+    max_norm = self.tunable.max_gradient_norm
+    clip_factor = tf.where(max_norm > 0.,
+                           tf.minimum(1., max_norm / gradient_norm), 1.)
+    gradients = [g * clip_factor for g in gradients]
     # The rate for this step uses the frames seen before it, as the reference.
     learning_rate = optimizers.linear_learning_rate(
-        self.hparams.learning_rate, self.num_env_frames,
+        self.tunable.learning_rate, self.num_env_frames,
         self.hparams.total_environment_frames)
     # A batch that makes the loss or a gradient non-finite (a NaN reward
     # from a broken environment, an overflow) would make every parameter
@@ -418,7 +453,7 @@ class Learner:
 
     def update():
       self.optimizer.apply(gradients, self.agent.trainable_variables,
-                           learning_rate)
+                           learning_rate, epsilon=self.tunable.epsilon)
       return tf.constant(0, tf.int64)
 
     self.skipped_steps.assign_add(
@@ -444,7 +479,7 @@ class Learner:
       weighted = TermGradientNorms(
           policy_gradient=terms['policy_gradient_loss'],
           baseline=self.hparams.baseline_cost * terms['baseline_loss'],
-          entropy=-self.hparams.entropy_cost * terms['entropy'])
+          entropy=-self.tunable.entropy_cost * terms['entropy'])
     return TermGradientNorms(*[tape.gradient(term, variables)
                                for term in weighted])
 

@@ -36,6 +36,7 @@ import threading
 
 from scalable_agent import console
 from scalable_agent import launcher as launcher_lib
+from scalable_agent import pbt
 
 
 def parse_args(argv=None):
@@ -124,6 +125,25 @@ def parse_args(argv=None):
   add('--replay_fraction', type=float,
       help='With replay: the fraction of each batch drawn from the buffer '
       '(default 0.5, the paper\'s).')
+  # Population-based training (scalable_agent/pbt.py); defaults: the paper.
+  add('--pbt_population', type=int,
+      help='Run this many PBT members locally, each a learner with its own '
+      'actors, under --logdir (the shared PBT directory).')
+  add('--pbt_dir',
+      help='The shared PBT directory of a member (a path tf.io.gfile '
+      'reads: local, NFS, gs://); set by --pbt_population, or given to each '
+      'learner of a cluster.')
+  add('--pbt_member', type=int,
+      help='This learner\'s member index (default with --pbt_dir: --task).')
+  add('--pbt_burn_in_frames', type=float, default=pbt.PAPER['burn_in_frames'])
+  add('--pbt_ready_episodes', type=int, default=pbt.PAPER['ready_episodes'],
+      help='A member is ready after this many more episode returns.')
+  add('--pbt_threshold', type=float, default=pbt.PAPER['threshold'],
+      help='Copy a member better by more than this (scalable_agent/pbt.py).')
+  add('--pbt_perturb_probability', type=float,
+      default=pbt.PAPER['perturb_probability'])
+  add('--pbt_perturb_factor', type=float,
+      default=pbt.PAPER['perturb_factor'])
   console.add_flags(parser)
   args = parser.parse_args(argv)
   _check_numbers(parser, args)
@@ -132,13 +152,16 @@ def parse_args(argv=None):
 
 # Flags that must be at least 1, and those that must be positive, if given.
 _AT_LEAST_ONE = ('num_actors', 'envs_per_actor', 'batch_size', 'unroll_length',
-                 'queue_capacity', 'eval_episodes')
+                 'queue_capacity', 'eval_episodes', 'pbt_population',
+                 'pbt_ready_episodes')
 _POSITIVE = ('total_environment_frames', 'stop_at_frames', 'learning_rate',
              'connect_timeout_s', 'discounting')
 # (0 s between logs or checkpoints: at every step.)
 _NOT_NEGATIVE = ('task', 'entropy_cost', 'baseline_cost', 'epsilon',
                  'initial_mean_square', 'max_gradient_norm',
-                 'replay_capacity', 'replay_fraction',
+                 'replay_capacity', 'replay_fraction', 'pbt_member',
+                 'pbt_burn_in_frames', 'pbt_threshold',
+                 'pbt_perturb_probability',
                  'eval_every_frames', 'checkpoint_every_s', 'log_every_s')
 
 
@@ -154,6 +177,9 @@ def _check_numbers(parser, args):
         parser.error(f'--{name} must be {wanted}, got {value}.')
   if args.discounting is not None and args.discounting > 1:
     parser.error(f'--discounting must be in (0, 1], got {args.discounting}.')
+  if args.pbt_perturb_factor is not None and args.pbt_perturb_factor <= 1:
+    parser.error('--pbt_perturb_factor must be > 1 (values are multiplied '
+                 f'by it or its inverse), got {args.pbt_perturb_factor}.')
   if args.replay_fraction is not None and args.replay_fraction >= 1:
     parser.error('--replay_fraction must be in [0, 1) (the rest of each '
                  f'batch is fresh), got {args.replay_fraction}.')
@@ -294,11 +320,34 @@ def _training_loop(setup, learner, queue, endpoint):
       stop_at_frames=setup.args.stop_at_frames,
       checkpoint_every_frames=_eval_every_frames(setup.args, setup.config))
   check_run_identity(setup.logdir, run_identity(setup))
+  member = _pbt_member(setup, loop)
   restored = loop.restore()
+  if member is not None:
+    member.start(restored, loop.learner.tunable.values())
+    loop.pbt_member = member
   logging.getLogger('learner').info(
       'level %s, %s suite; logdir %s%s', setup.args.level, setup.suite.name,
       setup.logdir, f'; resumed from {restored}' if restored else '')
   return loop
+
+
+def _pbt_member(setup, loop):
+  """This learner's `pbt.Member` if it belongs to a population, else None."""
+  args = setup.args
+  if not args.pbt_dir:
+    return None
+  member = args.pbt_member if args.pbt_member is not None else args.task
+  settings = pbt.Settings(
+      directory=args.pbt_dir, member=member,
+      burn_in_frames=args.pbt_burn_in_frames,
+      ready_episodes=args.pbt_ready_episodes, threshold=args.pbt_threshold,
+      perturb_probability=args.pbt_perturb_probability,
+      perturb_factor=args.pbt_perturb_factor,
+      tuned=pbt.tuned_names(setup.suite.name))
+  multi_level = len(setup.config.levels) > 1
+  kind = ('human_normalized' if multi_level and setup.suite.references()
+          else 'return')
+  return pbt.Member(settings, loop, kind, seed=args.seed)
 
 
 def run_identity(setup):
@@ -501,6 +550,15 @@ def run(argv=None):
   args = parse_args(argv)
   console.setup(args.tf_logs)
   apply_tf_config(args)
+  if args.pbt_population and args.pbt_member is None and args.role in (
+      'local', 'single_process'):
+    # A local population: one process per member, each with its actors.
+    logdir = _logdir(args)
+    failed = launcher_lib.run_population(
+        args, logdir, lambda i: pbt.member_logdir(logdir, i))
+    if failed:
+      raise SystemExit(1)
+    return
   _configure_tensorflow(args, args.role)
   if args.role == 'actor':
     run_actor_process(args)

@@ -43,11 +43,14 @@ class RMSProp(tf.Module):
                       name=v.name.split(':')[0].replace('/', '_') + '_mom')
           for v in variables] if momentum else None
 
-  def apply(self, gradients, variables, learning_rate):
+  def apply(self, gradients, variables, learning_rate, epsilon=None):
+    """One update. epsilon: a scalar tensor overriding the constructor's
+    (population-based training changes it during a run)."""
+    epsilon = self._epsilon if epsilon is None else epsilon
     for i, (g, v) in enumerate(zip(gradients, variables)):
       ms = self.mean_squares[i]
       ms.assign(self._decay * ms + (1. - self._decay) * tf.square(g))
-      update = learning_rate * g * tf.math.rsqrt(ms + self._epsilon)
+      update = learning_rate * g * tf.math.rsqrt(ms + epsilon)
       if self.moments is not None:
         mom = self.moments[i]
         mom.assign(self._momentum * mom + update)
@@ -80,7 +83,9 @@ class Adam(tf.Module):
       self.first_moments = [slot(v, '_m') for v in variables]
       self.second_moments = [slot(v, '_v') for v in variables]
 
-  def apply(self, gradients, variables, learning_rate):
+  def apply(self, gradients, variables, learning_rate, epsilon=None):
+    """One update; epsilon as `RMSProp.apply`."""
+    epsilon = self._epsilon if epsilon is None else epsilon
     step = self.step.assign_add(1.)
     corrected_rate = learning_rate * tf.sqrt(
         1. - self._beta2 ** step) / (1. - self._beta1 ** step)
@@ -90,7 +95,7 @@ class Adam(tf.Module):
       s.assign(self._beta2 * s + (1. - self._beta2) * tf.square(g))
       # The epsilon-hat form of the paper (section 2): epsilon scaled like
       # the uncorrected second moment.
-      v.assign_sub(corrected_rate * m / (tf.sqrt(s) + self._epsilon))
+      v.assign_sub(corrected_rate * m / (tf.sqrt(s) + epsilon))
 
 
 def make_optimizer(variables, hparams):
@@ -105,7 +110,9 @@ def make_optimizer(variables, hparams):
 
 
 def linear_learning_rate(base_rate, num_env_frames, total_environment_frames):
-  """base_rate annealed linearly to 0 at total_environment_frames."""
+  """base_rate (a number or a scalar tensor) annealed linearly to 0 at
+  total_environment_frames."""
   progress = tf.minimum(
       tf.cast(num_env_frames, tf.float64) / total_environment_frames, 1.)
-  return tf.cast(base_rate * (1. - progress), tf.float32)
+  return tf.cast(tf.cast(base_rate, tf.float64) * (1. - progress),
+                 tf.float32)

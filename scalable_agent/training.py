@@ -205,11 +205,17 @@ class TrainingLoop:
     self._log_every_s = log_every_s
     self._starved_after_s = starved_after_s
     self._stop = threading.Event()
+    # Population-based training members resume with the checkpoint's
+    # hyperparameters; other runs with the command line's.
+    self.keep_restored_hyperparameters = False
+    # A `pbt.Member` when this learner belongs to a population (main.py).
+    self.pbt_member = None
     self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
                                     name='learner_step')
     self.checkpoint = tf.train.Checkpoint(
         agent=learner.agent, optimizer=learner.optimizer,
-        num_env_frames=learner.num_env_frames, step=self.step_counter)
+        num_env_frames=learner.num_env_frames, step=self.step_counter,
+        hyperparameters=learner.tunable)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(logdir, 'checkpoints'), max_to_keep=3)
     self._writer = tf.summary.create_file_writer(logdir)
@@ -265,6 +271,19 @@ class TrainingLoop:
         # never written over a file that is already there.
         newest = int(os.path.basename(candidates[0]).rpartition('-')[2])
         self.step_counter.assign(max(int(self.step_counter), newest + 1))
+      if not self.keep_restored_hyperparameters:
+        # The command line's settings, not the checkpoint's (which a
+        # population-based training member keeps: they are its own).
+        restored = self.learner.tunable.values()
+        wanted = {name: float(getattr(self.learner.hparams, name) or 0.)
+                  for name in restored}
+        changed = {n: (restored[n], wanted[n]) for n in restored
+                   if not np.isclose(restored[n], wanted[n])}
+        if changed:
+          _LOG.info('resuming with the command line\'s %s',
+                    ', '.join(f'{n} {new:g} (checkpoint: {old:g})'
+                              for n, (old, new) in changed.items()))
+        self.learner.tunable.assign(**wanted)
       self.endpoint.publish(int(self.step_counter))
       return path
     raise checkpoints.CheckpointError(
@@ -352,6 +371,8 @@ class TrainingLoop:
         lag = version - 1 - float(np.mean(batch.policy_version.numpy()))
         now = time.time()
         frames = int(stats.num_env_frames)
+        if self.pbt_member is not None:
+          self._write_pbt_events(self.pbt_member.after_step(frames), frames)
         if log_now:
           fps = (frames - frames_at_last_log) / (now - last_log)
           self._report(stats, fps, lag, version, term_norms)
@@ -382,6 +403,22 @@ class TrainingLoop:
         _LOG.error('TensorBoard summaries could not be flushed (%s).', e)
     return steps
 
+  def _write_pbt_events(self, events, frames):
+    """TensorBoard: each exploit (the member copied) and explore (how many
+    values changed) of population-based training."""
+    if not events:
+      return
+    try:
+      with self._writer.as_default(step=frames):
+        for event in events:
+          if event['kind'] == 'exploit':
+            tf.summary.scalar('pbt/exploited_member', event['source'])
+          else:
+            tf.summary.scalar('pbt/explored_values',
+                              len(event['multipliers']))
+    except (OSError, tf.errors.OpError) as e:
+      _LOG.error('TensorBoard PBT events failed (%s).', e)
+
   def _report(self, stats, fps, lag, version, term_norms=None):
     """TensorBoard scalars and the console line of one logging step."""
     frames = int(stats.num_env_frames)
@@ -403,6 +440,12 @@ class TrainingLoop:
                           queue_size / self.queue.capacity)
         tf.summary.scalar('throughput/policy_lag_updates', lag)
         tf.summary.scalar('learner/steps', version)
+        for name, value in self.learner.tunable.values().items():
+          tf.summary.scalar(f'hyperparameters/{name}', value)
+        if self.pbt_member is not None:
+          fitness = self.pbt_member.fitness()
+          if fitness is not None:
+            tf.summary.scalar('pbt/fitness', fitness)
         for level, (episode_return, length) in (
             self.statistics.per_level().items()):
           tf.summary.scalar(f'episode_return/{level}', episode_return)

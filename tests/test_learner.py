@@ -404,6 +404,41 @@ def test_step_applies_tf1_rmsprop_with_annealed_rate_and_clipping():
                                rtol=1e-4, atol=1e-7)
 
 
+def test_tunable_hyperparameters_change_the_step_without_retracing():
+  # Population-based training assigns new values during a run: the next
+  # step must use them (the same TF1 RMSProp arithmetic, with the new
+  # rate, epsilon and clipping) without tracing the step again.
+  hp = learner_lib.Hyperparameters(
+      batch_size=4, unroll_length=5, learning_rate=0.01, epsilon=0.01,
+      total_environment_frames=1e9, max_gradient_norm=0.)
+  learner, specs = mlp_learner(hp)
+  batch = random_batch(specs, hp.batch_size, 3, seed=3)
+  learner.step(batch)
+  traces = learner._compiled_step.experimental_get_tracing_count()  # pylint: disable=protected-access
+  learner.tunable.assign(learning_rate=0.002, epsilon=0.1,
+                         max_gradient_norm=0.25, entropy_cost=0.5)
+  variables = learner.agent.trainable_variables
+  before = [v.numpy() for v in variables]
+  mean_squares = [m.numpy() for m in learner.optimizer.mean_squares]
+  with tf.GradientTape() as tape:
+    loss, _ = learner_lib.compute_loss(
+        learner.agent, learner_lib.to_time_major(batch), hp,
+        entropy_cost=0.5)
+  grads = [g.numpy() for g in tape.gradient(loss, variables)]
+  norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+  stats = learner.step(batch)
+  assert learner._compiled_step.experimental_get_tracing_count() == traces  # pylint: disable=protected-access
+  assert float(stats.clip_factor) == pytest.approx(0.25 / norm, rel=1e-4)
+  for b, g, ms, v in zip(before, grads, mean_squares, variables):
+    g = g * 0.25 / norm
+    ms = 0.99 * ms + 0.01 * g ** 2
+    np.testing.assert_allclose(v.numpy(), b - 0.002 * g / np.sqrt(ms + 0.1),
+                               rtol=1e-4, atol=1e-7)
+  assert learner.tunable.values()['entropy_cost'] == 0.5
+  with pytest.raises(ValueError, match='not tunable'):
+    learner.tunable.assign(batch_size=8)
+
+
 def test_wrong_batch_size_is_a_clear_error():
   learner, specs = mlp_learner(HP)
   with pytest.raises(ValueError, match='Expected a batch of 4'):
