@@ -21,7 +21,8 @@ A record: {"member", "frames", "episodes", "fitness", "fitness_kind",
 "hyperparameters", "checkpoint" (a complete checkpoint of the member, saved
 before the record names it), "history": [{"frames", "fitness",
 "hyperparameters"}...], "events": [{"frames", "kind": "exploit" | "explore",
-...}]}. `report` draws the population's fitness and hyperparameters from them.
+...}]}. `report --pbt` draws the population's fitness and hyperparameters
+from them (`plot_population`).
 
 Fitness: the suite's headline, as a fraction (mean capped human-normalised
 score), for a multi-level run of a suite with reference scores; otherwise the
@@ -29,17 +30,15 @@ mean return of the last 100 episodes. The threshold is absolute for the
 first (0.05: five points), relative to the member's own fitness for the
 second (0.05: 5% of |fitness|, at least 0.05 return units).
 
-    python -m scalable_agent.main --level=dmlab30 --pbt_population=24 ...
-    python -m scalable_agent.pbt report runs/pbt --output docs/pbt
+    scalable_agent --level=dmlab30 --pbt_population=24 --logdir=runs/pbt
+    python -m scalable_agent.report --pbt runs/pbt --output report/pbt
 """
 
-import argparse
 import collections
 import json
 import logging
 import math
 import os
-import sys
 import time
 import uuid
 
@@ -326,13 +325,16 @@ def plot_population(directory, output_dir):
     if points:
       axes.plot(*zip(*points), color=colour, marker='.',
                 label=f'member {record["member"]}')
+    # Lineage: an arrow from the member copied to the member copying.
     for event in record['events']:
-      if event['kind'] == 'exploit':
-        axes.axvline(event['frames'], color=colour, alpha=0.3,
-                     linestyle=':')
+      if event['kind'] == 'exploit' and event['own_fitness'] is not None:
+        axes.annotate('', xy=(event['frames'], event['own_fitness']),
+                      xytext=(event['frames'], event['source_fitness']),
+                      arrowprops=dict(arrowstyle='->', color=colour,
+                                      alpha=0.6, linewidth=0.8))
   axes.set_xlabel('environment frames')
   axes.set_ylabel(f'fitness ({records[0]["fitness_kind"]})')
-  axes.set_title('PBT population (dotted: a member copies another)',
+  axes.set_title('PBT population (arrows: a member copies a better one)',
                  fontsize=9)
   axes.grid(alpha=0.3)
   axes.legend(fontsize=7)
@@ -359,30 +361,3 @@ def plot_population(directory, output_dir):
   figure.savefig(paths['hyperparameters'], dpi=90)
   plt.close(figure)
   return paths
-
-
-def main(argv=None):
-  from scalable_agent import console  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog='python -m scalable_agent.pbt',
-      description='Plots a PBT population: fitness and hyperparameters.')
-  commands = parser.add_subparsers(dest='command', required=True)
-  report_parser = commands.add_parser('report')
-  report_parser.add_argument('directory', help='the --logdir of the '
-                             'population (holds records/)')
-  report_parser.add_argument('--output', required=True)
-  console.add_flags(parser)
-  args = parser.parse_args(argv)
-  console.setup(args.tf_logs)
-  try:
-    paths = plot_population(args.directory, args.output)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  for kind, path in sorted(paths.items()):
-    print(f'{kind}: {path}')
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

@@ -44,6 +44,7 @@ import sys
 import numpy as np
 
 from scalable_agent import console
+from scalable_agent import pbt
 from scalable_agent import report_plots
 from scalable_agent import report_tables
 from scalable_agent import score_files as score_files_lib
@@ -250,6 +251,11 @@ def parse_args(argv=None):
                       'impala_shallow_experts, impala_deep_experts, '
                       'impala_deep_multitask (Atari), impala_experts_deep, '
                       'impala_deep_pbt (DMLab). Default: the matching one.')
+  parser.add_argument('--pbt', default=None,
+                      help='A PBT population\'s directory (the --logdir of '
+                      '--pbt_population, or the --pbt_dir of a cluster): '
+                      'draws its fitness curves, exploits and '
+                      'hyperparameters (scalable_agent/pbt.py).')
   parser.add_argument('--output', default='report',
                       help='Output directory.')
   console.add_flags(parser)
@@ -259,11 +265,17 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   # Reading event files loads TensorFlow through TensorBoard: quietly.
-  console.setup(args.tf_logs, import_tensorflow=bool(args.logdir))
+  console.setup(args.tf_logs,
+                import_tensorflow=bool(args.logdir or args.pbt))
   try:
-    result = make_report(args.scores, args.output, logdirs=args.logdir,
-                         labels=args.labels, run_labels=args.run_labels,
-                         paper_column=args.paper_column)
+    result = ReportResult([], {})
+    if args.scores or args.logdir or not args.pbt:
+      result = make_report(args.scores, args.output, logdirs=args.logdir,
+                           labels=args.labels, run_labels=args.run_labels,
+                           paper_column=args.paper_column)
+    if args.pbt:
+      result.paths.update({f'pbt_{kind}': path for kind, path in
+                           pbt.plot_population(args.pbt, args.output).items()})
   except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

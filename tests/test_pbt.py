@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from scalable_agent import pbt
+from scalable_agent import report
 
 import test_actor_and_training as loops
 
@@ -181,6 +182,6 @@ def test_population_of_three_on_cartpole(tmp_path):
                            'run.json')) as f:
       assert json.load(f)['level'] == 'CartPole-v1'
   output = str(tmp_path / 'report')
-  assert pbt.main(['report', logdir, f'--output={output}']) == 0
+  assert report.main(['--pbt', logdir, f'--output={output}']) == 0
   assert os.path.getsize(os.path.join(output, 'fitness.png')) > 1000
   assert os.path.getsize(os.path.join(output, 'hyperparameters.png')) > 1000
