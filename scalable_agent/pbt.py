@@ -193,10 +193,10 @@ class Member:
     self._episodes_at_ready = 0
     previous = [r for r in read_records(settings.directory)
                 if r['member'] == settings.member]
-    if previous:  # A resumed member keeps its history.
+    if previous:  # A resumed member keeps its history; its episode count
+      # starts again from 0 with the training statistics.
       self.history = previous[0].get('history', [])
       self.events = previous[0].get('events', [])
-      self._episodes_at_ready = previous[0].get('episodes', 0)
     loop.keep_restored_hyperparameters = True
 
   def start(self, restored, defaults):
