@@ -268,6 +268,26 @@ def test_resume_from_checkpoint_and_corrupt_checkpoint_error(tmp_path):
     broken.restore()
 
 
+def test_tunable_hyperparameters_are_checkpointed(tmp_path):
+  # Population-based training changes them during a run: a member resumes
+  # with the checkpoint's values, any other run with the command line's.
+  loop, _, _ = make_loop(str(tmp_path))
+  loop.learner.tunable.assign(learning_rate=0.123, entropy_cost=0.0042)
+  loop.save()
+  member, _, _ = make_loop(str(tmp_path))
+  member.keep_restored_hyperparameters = True
+  member.restore()
+  assert member.learner.tunable.values()['learning_rate'] == pytest.approx(
+      0.123)
+  assert member.learner.tunable.values()['entropy_cost'] == pytest.approx(
+      0.0042)
+  plain, _, lines = make_loop(str(tmp_path))
+  plain.restore()
+  assert plain.learner.tunable.values()['learning_rate'] == pytest.approx(
+      HP.learning_rate)
+  assert any('command line' in l and 'learning_rate' in l for l in lines)
+
+
 def test_no_checkpoint_is_written_with_non_finite_parameters(tmp_path):
   # Issue 10, defect 1: a poisoned model must not become the one a run
   # resumes from.
