@@ -380,6 +380,35 @@ def default_strategy():
   return tf.distribute.get_strategy()
 
 
+def multi_worker_strategy(collective_addresses, worker_index):
+  """A learner that spans hosts: `MultiWorkerMirroredStrategy` over workers.
+
+  Each learner worker is one process (with its own unroll queue and actors)
+  that runs TensorFlow's collective runtime on its own address; gradients
+  are all-reduced across workers every step. Must be called before
+  TensorFlow runs its first op in this process (the collective runtime is
+  configured at startup).
+
+  Args:
+    collective_addresses: 'host:port' of every learner worker's collective
+      server, in worker order (the same list on every worker). These are not
+      the addresses actors connect to.
+    worker_index: this worker's position in the list; worker 0 is the chief,
+      which writes checkpoints and summaries.
+  """
+  resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+      tf.train.ClusterSpec({'worker': list(collective_addresses)}),
+      task_type='worker', task_id=worker_index, rpc_layer='grpc')
+  return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+
+
+def _sum_over_replicas(values):
+  """In replica context: a nest summed over every replica of every worker,
+  in one batched all-reduce (the identity with one replica)."""
+  return tf.distribute.get_replica_context().all_reduce(
+      tf.distribute.ReduceOp.SUM, values)
+
+
 class Learner:
   """Trains an agent on batches of unrolls under a `tf.distribute` strategy.
 
@@ -388,6 +417,13 @@ class Learner:
   across replicas (so the update equals the single-device update of the whole
   batch) and applied once, in cross-replica context, to the mirrored
   variables.
+
+  Under `multi_worker_strategy` each worker process feeds its own share of
+  the global batch (`worker_batch_size` unrolls from its own actors) and
+  every worker applies the same all-reduced update, so their parameters stay
+  equal; calls that run collectives (`step`, `gradient_norms_by_term`,
+  `any_worker`, `broadcast_from_chief`) must be made by every worker in the
+  same order.
 
   Args:
     agent: `networks.ImpalaAgent`; its variables are created here, under the
@@ -406,6 +442,19 @@ class Learner:
       raise ValueError(
           f'batch_size {hparams.batch_size} must be a multiple of the number '
           f'of replicas ({self._num_replicas}).')
+    # Replicas of this process; the rest are other learner workers'.
+    # (The default strategy has one replica and no worker_devices.)
+    self._local_replicas = (len(self.strategy.extended.worker_devices)
+                            if self._num_replicas > 1 else 1)
+    self.num_workers = self._num_replicas // self._local_replicas
+    self.worker_batch_size = hparams.batch_size // self.num_workers
+    self.worker_num_fresh = hparams.num_fresh // self.num_workers
+    if self.num_workers > 1 and (hparams.num_fresh % self.num_workers or
+                                 hparams.num_replayed % self.num_workers):
+      raise ValueError(
+          f'The fresh ({hparams.num_fresh}) and replayed '
+          f'({hparams.num_replayed}) unrolls of a batch must each divide '
+          f'among the {self.num_workers} learner workers.')
     with self.strategy.scope():
       # Sonnet creates variables on first call: do it once, eagerly.
       compute_loss(agent, to_time_major(zeros_batch(specs, 1)), hparams)
@@ -427,14 +476,12 @@ class Learner:
                                        self.hparams,
                                        self.tunable.entropy_cost)
     gradients = tape.gradient(total_loss, variables)
-    return gradients, dict(terms, total_loss=total_loss)
+    return _sum_over_replicas((gradients, dict(terms, total_loss=total_loss)))
 
   def _distributed_step(self, distributed_batch):
     """One update from a batch distributed over the replicas."""
-    per_replica = self.strategy.run(self._replica_gradients,
-                                    args=(distributed_batch,))
-    gradients, terms = self.strategy.reduce(
-        tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    gradients, terms = self._local_result(self.strategy.run(
+        self._replica_gradients, args=(distributed_batch,)))
     gradient_norm = tf.linalg.global_norm(gradients)
     # Global-norm clipping (tf.clip_by_global_norm's arithmetic), off where
     # the threshold is 0.
@@ -482,14 +529,16 @@ class Learner:
           policy_gradient=terms['policy_gradient_loss'],
           baseline=self.hparams.baseline_cost * terms['baseline_loss'],
           entropy=-self.tunable.entropy_cost * terms['entropy'])
-    return TermGradientNorms(*[tape.gradient(term, variables)
-                               for term in weighted])
+    return _sum_over_replicas(TermGradientNorms(
+        # Zeros where a term does not reach a variable (the baseline's
+        # head for the policy gradient): an all-reduce takes no None.
+        *[tape.gradient(term, variables,
+                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+          for term in weighted]))
 
   def _distributed_term_norms(self, distributed_batch):
-    per_replica = self.strategy.run(self._replica_term_gradients,
-                                    args=(distributed_batch,))
-    gradients = self.strategy.reduce(
-        tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    gradients = self._local_result(self.strategy.run(
+        self._replica_term_gradients, args=(distributed_batch,)))
     return TermGradientNorms(*[tf.linalg.global_norm(g) for g in gradients])
 
   def gradient_norms_by_term(self, batch):
@@ -510,12 +559,66 @@ class Learner:
     """
     return self._compiled_term_norms(self.distribute(batch))
 
+  @property
+  def frames(self):
+    """Environment frames trained on so far, as a Python int."""
+    # .numpy(): int() does not take a MultiWorkerMirroredStrategy variable.
+    return int(self.num_env_frames.numpy())
+
+  @property
+  def is_chief(self):
+    """True on the worker that writes checkpoints and summaries (worker 0;
+    the only one without a multi-worker strategy)."""
+    resolver = getattr(self.strategy, 'cluster_resolver', None)
+    return (self.num_workers == 1 or resolver is None
+            or not resolver.task_id)
+
+  def any_worker(self, *flags):
+    """For each flag, whether any learner worker raised it (an all-reduce
+    across workers; the flags as given with a single worker). Workers use
+    it to agree on decisions that change which collectives they run next:
+    whether to stop, whether this step logs."""
+    if self.num_workers == 1:
+      return tuple(bool(f) for f in flags)
+    local = tf.constant([float(bool(f)) for f in flags])
+    raised = self._local_result(self.strategy.run(
+        lambda: _sum_over_replicas(local)))
+    return tuple(bool(v) for v in raised.numpy() > 0)
+
+  def broadcast_from_chief(self, variables):
+    """Sets `variables` on every worker to the chief's values (after the
+    chief alone restored a checkpoint). An all-reduce of the chief's values
+    and zeros from the others; a no-op with a single worker."""
+    if self.num_workers == 1:
+      return
+    variables = list(variables)
+
+    def chief_values():
+      context = tf.distribute.get_replica_context()
+      chief = tf.equal(context.replica_id_in_sync_group, 0)
+      return _sum_over_replicas(
+          [tf.where(chief, v.read_value(), tf.zeros_like(v))
+           for v in variables])
+
+    summed = self._local_result(self.strategy.run(chief_values))
+    for variable, value in zip(variables, summed):
+      variable.assign(value)
+
+  def _local_result(self, values):
+    """The first local replica's copy of values that every replica holds
+    equal (the result of `_sum_over_replicas`)."""
+    return tf.nest.map_structure(
+        lambda v: self.strategy.experimental_local_results(v)[0], values)
+
   def distribute(self, batch):
-    """Splits a global batch-major batch [B, ...] across the replicas."""
+    """Splits this worker's batch-major batch [worker_batch_size, ...]
+    across its replicas (all of the global batch with a single worker)."""
     per_replica = self.hparams.batch_size // self._num_replicas
 
     def replica_slice(context):
-      start = context.replica_id_in_sync_group * per_replica
+      # Replica ids run over all workers' replicas, worker by worker.
+      local = context.replica_id_in_sync_group % self._local_replicas
+      start = local * per_replica
       return tf.nest.map_structure(lambda t: t[start:start + per_replica],
                                    batch)
 
@@ -527,19 +630,18 @@ class Learner:
 
     Args:
       batch: `Unroll` with [B, T+1, ...] env/agent outputs, [B] level ids and
-        [B, ...] agent state; B = hparams.batch_size.
+        [B, ...] agent state; B = worker_batch_size (hparams.batch_size
+        with a single learner worker).
       compiled: run as a tf.function (False runs eagerly, for debugging).
 
     Returns:
       `StepStats`.
     """
-    if batch.level_id.shape[0] != self.hparams.batch_size:
+    if batch.level_id.shape[0] != self.worker_batch_size:
       raise ValueError(
-          f'Expected a batch of {self.hparams.batch_size} unrolls '
-          f'(hparams.batch_size), got {batch.level_id.shape[0]}.')
+          f'Expected a batch of {self.worker_batch_size} unrolls '
+          f'(hparams.batch_size {self.hparams.batch_size} over '
+          f'{self.num_workers} learner worker(s)), got '
+          f'{batch.level_id.shape[0]}.')
     step_fn = self._compiled_step if compiled else self._distributed_step
     return step_fn(self.distribute(batch))
-
-  def step_distributed(self, distributed_batch):
-    """As `step`, for a batch from `strategy.experimental_distribute_dataset`."""
-    return self._compiled_step(distributed_batch)

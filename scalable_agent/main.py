@@ -16,6 +16,20 @@
   {"cluster": {"learner": ["host:8470"]}, "task": {"type": "actor",
   "index": 0}} gives the role, task index and learner address.
 
+  A learner across hosts: several learner workers, each with its own actors
+  and unroll queue, all-reduce their gradients every step over TensorFlow's
+  collective runtime (`MultiWorkerMirroredStrategy`). Each worker needs a
+  second address for it, in the same order:
+
+      {"cluster": {"learner": ["h0:8470", "h1:8470"],
+                   "learner_collective": ["h0:8471", "h1:8471"],
+                   "actor": [...]},
+       "task": {"type": "learner", "index": 1}}
+
+  (or --task=1 --collective_addresses=h0:8471,h1:8471). Worker 0 is the
+  chief: it writes checkpoints and summaries. Actor i joins learner worker
+  i mod the number of workers; --batch_size is the global batch.
+
   Single process: learner and actors as threads of one process, no network
   (tests, debugging).
 
@@ -61,6 +75,10 @@ def parse_args(argv=None):
       help='host:port of the learner (role=actor).')
   add('--connect_timeout_s', type=float, default=120.,
       help='How long an actor waits for the learner to come up.')
+  add('--collective_addresses', default=None,
+      help='role=learner with several learner workers: host:port of every '
+      "worker's collective (all-reduce) server, comma-separated, the same "
+      'list on each; --task is this worker\'s index (0: the chief).')
   add('--bind', default=None,
       help='host:port the learner listens on (default localhost:8470 for '
       'role=learner, a free localhost port for local).')
@@ -220,11 +238,30 @@ def apply_tf_config(args):
   task = int(resolver.task_id or 0)
   if task < 0:
     raise SystemExit(f'TF_CONFIG task index must be >= 0, got {task}.')
+  collective = resolver.cluster_spec().as_dict().get('learner_collective')
+  if collective is not None and len(collective) != len(learners):
+    raise SystemExit(
+        f'TF_CONFIG lists {len(learners)} learner and {len(collective)} '
+        'learner_collective addresses; each learner worker needs one of '
+        'each, in the same order.')
+  if len(learners) > 1 and collective is None:
+    raise SystemExit(
+        f'TF_CONFIG lists {len(learners)} learners but no '
+        '"learner_collective" job: each learner worker needs a second '
+        'address for the all-reduce of gradients (README, "Across hosts").')
+  if role == 'learner' and task >= len(learners):
+    raise SystemExit(f'TF_CONFIG task index {task} is past the '
+                     f'{len(learners)} learner addresses.')
   args.role = role
   args.task = task
-  args.learner_address = learners[0]
-  if args.role == 'learner' and args.bind is None:
-    args.bind = learners[0]
+  # Actor i joins learner worker i mod the number of workers.
+  args.learner_address = learners[task % len(learners)]
+  if args.role == 'learner':
+    args.learner_address = learners[task]
+    if args.bind is None:
+      args.bind = learners[task]
+    if collective is not None and len(collective) > 1:
+      args.collective_addresses = ','.join(collective)
 
 
 def hyperparameters(args, config):
@@ -302,11 +339,35 @@ class Setup:
     self.specs = self.actor.specs
 
 
-def _make_learner(setup):
+def _make_learner(setup, strategy=None):
   """The learner, with its own agent: actors' copies follow its parameters."""
   from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
   agent = setup.suite.make_agent(setup.env.num_actions, setup.args.torso)
-  return learner_lib.Learner(agent, setup.specs, setup.hparams)
+  try:
+    return learner_lib.Learner(agent, setup.specs, setup.hparams, strategy)
+  except ValueError as e:  # A batch that does not divide among workers.
+    raise SystemExit(f'error: {e}') from None
+
+
+def _multi_worker_strategy(args):
+  """The learner workers' strategy (--collective_addresses), or None for a
+  learner on one host. Made before TensorFlow runs an op in this process."""
+  if not args.collective_addresses:
+    return None
+  from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  addresses = args.collective_addresses.split(',')
+  if args.task >= len(addresses):
+    raise SystemExit(f'error: --task={args.task} is past the '
+                     f'{len(addresses)} --collective_addresses.')
+  if args.pbt_population:
+    raise SystemExit('error: population-based training runs one learner '
+                     'process per member; it does not take several learner '
+                     'workers (--collective_addresses).')
+  logging.getLogger('learner').info(
+      'learner worker %d of %d%s; all-reduce over %s', args.task,
+      len(addresses), ' (chief)' if args.task == 0 else '',
+      args.collective_addresses)
+  return learner_lib.multi_worker_strategy(addresses, args.task)
 
 
 def _training_loop(setup, learner, queue, endpoint):
@@ -484,11 +545,13 @@ def run_single_process(args):
 
 
 def run_learner(args, bind):
-  """The learner: gRPC server, queue, training loop, checkpoints."""
+  """The learner (or one learner worker): gRPC server, queue, training loop,
+  checkpoints."""
   from scalable_agent import transport  # pylint: disable=g-import-not-at-top
+  strategy = _multi_worker_strategy(args)
   setup = Setup(args, num_envs=1)
   setup.env.close()  # Built only to learn the observation and action specs.
-  learner = _make_learner(setup)
+  learner = _make_learner(setup, strategy)
   server = transport.LearnerServer(bind, setup.specs, _queue_capacity(setup),
                                    learner.agent.trainable_variables,
                                    _value_ranges(setup),
@@ -559,6 +622,9 @@ def run(argv=None):
     if failed:
       raise SystemExit(1)
     return
+  if args.collective_addresses and args.role != 'learner':
+    raise SystemExit('error: --collective_addresses is for learner workers '
+                     f'(role=learner), not role={args.role}.')
   _configure_tensorflow(args, args.role)
   if args.role == 'actor':
     run_actor_process(args)

@@ -218,7 +218,11 @@ class TrainingLoop:
         hyperparameters=learner.tunable)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(logdir, 'checkpoints'), max_to_keep=3)
-    self._writer = tf.summary.create_file_writer(logdir)
+    # With several learner workers (learner.multi_worker_strategy) only the
+    # chief writes checkpoints and summaries; every worker logs to its
+    # console.
+    self._writer = (tf.summary.create_file_writer(logdir) if learner.is_chief
+                    else tf.summary.create_noop_writer())
     hparams = learner.hparams
     self.replay_buffer = None
     if hparams.num_replayed:
@@ -233,11 +237,12 @@ class TrainingLoop:
   def _batches(self):
     """The learner's input: fresh batches from the queue, or with replay,
     `num_fresh` fresh unrolls followed by `num_replayed` replayed ones."""
-    hparams = self.learner.hparams
+    learner = self.learner
     if self.replay_buffer is None:
-      return self.queue.dataset(hparams.batch_size)
-    return replay.mix_with_replay(self.queue.dataset(hparams.num_fresh),
-                                  self.replay_buffer, hparams.num_replayed)
+      return self.queue.dataset(learner.worker_batch_size)
+    return replay.mix_with_replay(
+        self.queue.dataset(learner.worker_num_fresh), self.replay_buffer,
+        learner.worker_batch_size - learner.worker_num_fresh)
 
   def restore(self):
     """Resumes from the newest readable checkpoint in logdir, if any.
@@ -254,6 +259,20 @@ class TrainingLoop:
       checkpoints.CheckpointError (a ValueError): every checkpoint is
         damaged, or they were written for another model.
     """
+    path = self._restore_newest() if self.learner.is_chief else None
+    # Other learner workers take the chief's restored (or initial) values.
+    self.learner.broadcast_from_chief(
+        self.checkpoint_variables() + [self.step_counter])
+    self.endpoint.publish(int(self.step_counter))
+    return path
+
+  def checkpoint_variables(self):
+    """The learner's variables that the checkpoint holds."""
+    learner = self.learner
+    return (list(learner.agent.variables) + list(learner.optimizer.variables)
+            + [learner.num_env_frames] + list(learner.tunable.variables))
+
+  def _restore_newest(self):
     candidates = checkpoints.numbered_checkpoints(self.manager.directory)
     if not candidates:
       return None
@@ -284,7 +303,6 @@ class TrainingLoop:
                     ', '.join(f'{n} {new:g} (checkpoint: {old:g})'
                               for n, (old, new) in changed.items()))
         self.learner.tunable.assign(**wanted)
-      self.endpoint.publish(int(self.step_counter))
       return path
     raise checkpoints.CheckpointError(
         f'None of the {len(candidates)} checkpoints in '
@@ -298,13 +316,24 @@ class TrainingLoop:
     return self._stop.is_set()
 
   def stop(self):
-    """Asks the loop to finish its step, checkpoint and return (any thread)."""
+    """Asks the loop to finish its step, checkpoint and return (any thread).
+
+    With several learner workers the queue stays open at the first call, so
+    that this worker reaches the next step boundary, where the workers agree
+    to stop together; a second call closes it (a worker that no batch
+    reaches cannot get there; its peers then fail their next all-reduce).
+    """
+    again = self._stop.is_set()
     self._stop.set()
-    self.queue.close()
+    if self.learner.num_workers == 1 or again:
+      self.queue.close()
 
   def save(self):
     """Checkpoints, unless a parameter is non-finite (then the previous
-    checkpoints stay the newest, and it says so). Returns the path or None."""
+    checkpoints stay the newest, and it says so). Returns the path or None
+    (always None on a learner worker other than the chief)."""
+    if not self.learner.is_chief:
+      return None
     bad = [v.name for v in self.learner.agent.trainable_variables
            if not bool(tf.reduce_all(tf.math.is_finite(v)))]
     if bad:
@@ -337,13 +366,19 @@ class TrainingLoop:
     steps = 0
     logged = False
     last_log = last_checkpoint = time.time()
-    frames_at_last_log = int(self.learner.num_env_frames)
+    frames_at_last_log = self.learner.frames
     self.endpoint.publish(int(self.step_counter))
     try:
-      while (not self._stop.is_set()
-             and int(self.learner.num_env_frames)
-             < self.stop_at_frames
-             and (max_steps is None or steps < max_steps)):
+      while True:
+        stop_now = (self._stop.is_set()
+                    or self.learner.frames >= self.stop_at_frames
+                    or (max_steps is not None and steps >= max_steps))
+        log_now = time.time() - last_log >= self._log_every_s
+        # Learner workers must run the same collectives in the same order:
+        # they stop, and log (which computes term gradients), together.
+        stop_now, log_now = self.learner.any_worker(stop_now, log_now)
+        if stop_now:
+          break
         try:
           batch = next(iterator)
           watchdog.fed()
@@ -351,7 +386,6 @@ class TrainingLoop:
           if self._stop.is_set():  # stop() closed the queue.
             break
           raise
-        log_now = time.time() - last_log >= self._log_every_s
         # Per-term gradient norms cost three backward passes: only on the
         # steps that log, on the batch this step is about to train on.
         term_norms = (self.learner.gradient_norms_by_term(batch) if log_now
@@ -364,7 +398,7 @@ class TrainingLoop:
         # Episodes of the fresh unrolls only: replayed ones were counted
         # when they were fresh.
         episodes = actor_lib.episode_statistics(
-            tf.nest.map_structure(lambda t: t[:hparams.num_fresh].numpy(),
+            tf.nest.map_structure(self._fresh_rows,
                                   batch._replace(agent_state=(),
                                                  agent_outputs=())))
         self.statistics.add_episodes(episodes)
@@ -402,6 +436,10 @@ class TrainingLoop:
       except (OSError, tf.errors.OpError) as e:
         _LOG.error('TensorBoard summaries could not be flushed (%s).', e)
     return steps
+
+  def _fresh_rows(self, t):
+    """This worker's fresh unrolls of a batch field, as numpy."""
+    return t[:self.learner.worker_num_fresh].numpy()
 
   def _write_pbt_events(self, events, frames):
     """TensorBoard: each exploit (the member copied) and explore (how many
