@@ -43,7 +43,8 @@ setuptools.setup(
         'tabulate>=0.9',
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-timeout>=2', 'ruff>=0.6'],
+        # pyyaml: the test that checks deploy/kubernetes's manifests.
+        'test': ['pytest>=8', 'pytest-timeout>=2', 'ruff>=0.6', 'pyyaml>=6'],
         # DeepMind Lab's pip package (built from source) imports these.
         'dmlab': ['dm-env>=1.6', 'pillow>=10'],
     },
