@@ -431,9 +431,11 @@ class Learner:
     specs: `unroll_specs(...)` of one unroll.
     hparams: `Hyperparameters`.
     strategy: a `tf.distribute.Strategy`; `default_strategy()` if None.
+    jit_compile: compile the step with XLA.
   """
 
-  def __init__(self, agent, specs, hparams, strategy=None):
+  def __init__(self, agent, specs, hparams, strategy=None,
+               jit_compile=False):
     self.agent = agent
     self.hparams = hparams
     self.strategy = strategy or default_strategy()
@@ -465,7 +467,8 @@ class Learner:
       self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name='skipped_steps')
       self.tunable = TunableHyperparameters(hparams)
-    self._compiled_step = tf.function(self._distributed_step)
+    self._compiled_step = tf.function(self._distributed_step,
+                                      jit_compile=jit_compile)
     self._compiled_term_norms = tf.function(self._distributed_term_norms)
 
   def _replica_gradients(self, batch):
