@@ -7,15 +7,15 @@ Not a test: prints figures and writes them (`gpu.json`, `gpu.md`) for
 
 1. Learner only (`scalable_agent.benchmark.learner_throughput`), on
    synthetic batches of the level's shapes: each torso (shallow, deep) x
-   with and without XLA (`jit_compile`) x each batch size (32 and larger),
-   unroll 20. frames/s = batch x unroll x 4 / seconds per step.
+   precision (float32, bfloat16 torso) x with and without XLA
+   (`jit_compile`) x each batch size (32 and larger), unroll 20.
+   frames/s = batch x unroll x 4 / seconds per step.
 2. End to end (`scalable_agent.benchmark.end_to_end`): the real local
    system with the learner on the GPU and the actors on the CPU cores, for
-   each torso, at the default batch and at `--end2end_batch`.
+   each torso and precision, at `--end2end_batch`.
 
-bfloat16 is not measured: the agent (Sonnet 2 modules) runs in float32
-only; see docs/benchmarks/README.md. On a machine without a GPU the same
-command runs on the CPU (the test does that with a tiny configuration).
+On a machine without a GPU the same command runs on the CPU (the test does
+that with a tiny configuration).
 For orientation: the paper's learner did ~30K frames/s with the deep net on
 one P100; the whole distributed system peaked at 250K frames/s.
 """
@@ -41,6 +41,7 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=10,
                       help='Timed learner steps per configuration.')
   parser.add_argument('--xla', default='off,on')
+  parser.add_argument('--precisions', default='float32,bfloat16')
   parser.add_argument('--num_actors', type=int, default=None,
                       help='End to end (default: cores - 2, at least 1).')
   parser.add_argument('--envs_per_actor', type=int, default=32)
@@ -56,43 +57,47 @@ def main(argv=None):
         f'{info["gpus"] or "none (CPU path)"}; TensorFlow '
         f'{info["tensorflow"]}', flush=True)
   rows = []
-  for torso, xla, batch in itertools.product(
-      args.torsos.split(','), args.xla.split(','),
+  precisions = args.precisions.split(',')
+  for torso, precision, xla, batch in itertools.product(
+      args.torsos.split(','), precisions, args.xla.split(','),
       [int(b) for b in args.batch_sizes.split(',')]):
     figures = benchmark.learner_throughput(
         args.level, torso, batch, args.unroll_length, steps=args.steps,
-        jit_compile=(xla == 'on'))
-    rows.append(dict(part='learner', torso=torso, xla=xla, batch=batch,
-                     **figures))
-    print(f'learner {torso:8s} XLA {xla:3s} batch {batch:4d}: '
-          f'{figures["fps"]:10,.0f} frames/s '
+        jit_compile=(xla == 'on'), bfloat16=(precision == 'bfloat16'))
+    rows.append(dict(part='learner', torso=torso, precision=precision,
+                     xla=xla, batch=batch, **figures))
+    print(f'learner {torso:8s} {precision:8s} XLA {xla:3s} batch '
+          f'{batch:4d}: {figures["fps"]:10,.0f} frames/s '
           f'({figures["seconds_per_step"] * 1e3:7.1f} ms/step)', flush=True)
   if not args.skip_end2end:
     num_actors = args.num_actors or max(1, (info['cores'] or 3) - 2)
-    for torso in args.torsos.split(','):
+    for torso, precision in itertools.product(args.torsos.split(','),
+                                              precisions):
       figures = benchmark.end_to_end(
           args.level, torso, num_actors, args.envs_per_actor,
           args.end2end_seconds, warmup_s=60,
-          extra_flags=[f'--batch_size={args.end2end_batch}'])
-      rows.append(dict(part='end2end', torso=torso, xla='off',
-                       batch=args.end2end_batch, actors=num_actors,
-                       **figures))
-      print(f'end to end {torso:8s} batch {args.end2end_batch}, '
-            f'{num_actors} actors x {args.envs_per_actor}: '
-            f'{figures["fps"]:10,.0f} frames/s (queue '
-            f'{figures["queue_fill"]:.0%} full)', flush=True)
+          extra_flags=[f'--batch_size={args.end2end_batch}'] + (
+              ['--bfloat16'] if precision == 'bfloat16' else []))
+      rows.append(dict(part='end2end', torso=torso, precision=precision,
+                       xla='off', batch=args.end2end_batch,
+                       actors=num_actors, **figures))
+      print(f'end to end {torso:8s} {precision:8s} batch '
+            f'{args.end2end_batch}, {num_actors} actors x '
+            f'{args.envs_per_actor}: {figures["fps"]:10,.0f} frames/s '
+            f'(queue {figures["queue_fill"]:.0%} full)', flush=True)
   os.makedirs(args.output, exist_ok=True)
   with open(os.path.join(args.output, 'gpu.json'), 'w') as f:
     json.dump({'machine': info, 'config': vars(args), 'rows': rows}, f,
               indent=2)
   lines = [f'Machine: {info["cores"]} cores ({info["cpu"]}), GPUs '
            f'{info["gpus"] or "none"}, TensorFlow {info["tensorflow"]}.', '',
-           '| part | torso | XLA | batch | frames/s | ms/step |',
-           '|---|---|---|---|---|---|']
+           '| part | torso | precision | XLA | batch | frames/s | ms/step |',
+           '|---|---|---|---|---|---|---|']
   for r in rows:
     step = (f'{r["seconds_per_step"] * 1e3:.1f}' if 'seconds_per_step' in r
             else '-')
-    lines.append(f'| {r["part"]} | {r["torso"]} | {r["xla"]} | '
+    lines.append(f'| {r["part"]} | {r["torso"]} | {r["precision"]} | '
+                 f'{r["xla"]} | '
                  f'{r["batch"]} | {r["fps"]:,.0f} | {step} |')
   with open(os.path.join(args.output, 'gpu.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')

@@ -64,6 +64,11 @@ class Actor:
     self.observation_spec = _observation_spec(env_output)
     self.specs = learner_lib.unroll_specs(agent, self.observation_spec,
                                           unroll_length)
+    # One eager call first: it creates the variables (in float32, also
+    # under --bfloat16, whose mixed precision starts from an agent's second
+    # call); the traced step is then in the compute type.
+    self._agent_step(self._agent_output.action, self._env_output,
+                     self._state)
     self._step = tf.function(self._agent_step)
     self._step(self._agent_output.action, self._env_output, self._state)
 

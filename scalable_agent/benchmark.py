@@ -68,9 +68,11 @@ def _env_worker(level, num_envs, seconds, index, result_queue):
                     _cpu_seconds() - cpu))
 
 
-def _actor_worker(level, num_envs, unroll_length, torso, seconds, index,
-                  result_queue):
+def _actor_worker(level, num_envs, unroll_length, torso, bfloat16, seconds,
+                  index, result_queue):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from scalable_agent import networks  # pylint: disable=g-import-not-at-top
+  networks.use_bfloat16(bfloat16)
   # As the real actors (main._configure_tensorflow).
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -111,7 +113,7 @@ def _parallel(target, num_processes, args):
 
 
 def learner_throughput(level, torso, batch_size, unroll_length, steps=5,
-                       jit_compile=False, num_actions=None):
+                       jit_compile=False, bfloat16=False, num_actions=None):
   """Learner-only on a synthetic batch of `level`'s shapes.
 
   Returns:
@@ -119,6 +121,7 @@ def learner_throughput(level, torso, batch_size, unroll_length, steps=5,
     frame (the whole process: with a GPU, the host side only).
   """
   from scalable_agent import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  from scalable_agent import networks  # pylint: disable=g-import-not-at-top
   from scalable_agent import suites  # pylint: disable=g-import-not-at-top
   config = suites.resolve(level)
   if num_actions is None:
@@ -139,16 +142,20 @@ def learner_throughput(level, torso, batch_size, unroll_length, steps=5,
   learner = learner_lib.Learner(agent, specs, hparams,
                                 jit_compile=jit_compile)
   batch = learner_lib.zeros_batch(specs, batch_size)
-  learner.step(batch)  # Tracing (and compiling).
-  float(learner.step(batch).total_loss)
-  start, cpu = time.perf_counter(), _cpu_seconds()
-  for _ in range(steps):
+  networks.use_bfloat16(bfloat16)
+  try:
+    learner.step(batch)  # Tracing (and compiling).
     float(learner.step(batch).total_loss)
-  seconds = (time.perf_counter() - start) / steps
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    for _ in range(steps):
+      float(learner.step(batch).total_loss)
+    seconds = (time.perf_counter() - start) / steps
+    cpu = _cpu_seconds() - cpu
+  finally:
+    networks.use_bfloat16(False)
   frames = hparams.frames_per_step
   return {'seconds_per_step': seconds, 'fps': frames / seconds,
-          'core_us_per_frame': 1e6 * (_cpu_seconds() - cpu) / (
-              steps * frames)}
+          'core_us_per_frame': 1e6 * cpu / (steps * frames)}
 
 
 _LINE = re.compile(r'frames ([\d,]+) .* queue (\d+)/(\d+)')
@@ -241,7 +248,8 @@ def table1(figures, args, info):
     return ''
   return ('| Architecture | CPUs | GPUs | FPS |\n|---|---|---|---|\n'
           f'| IMPALA (this port), {args.num_actors} actors x '
-          f'{args.envs_per_actor} envs, {args.torso or "default"} torso | '
+          f'{args.envs_per_actor} envs, {args.torso or "default"} torso'
+          f'{", bfloat16" if args.bfloat16 else ""} | '
           f'{info["cores"]} | {len(info["gpus"])} | {fps:,.0f} |')
 
 
@@ -264,6 +272,9 @@ def main(argv=None):
   parser.add_argument('--unroll_length', type=int, default=20)
   parser.add_argument('--jit_compile', action='store_true',
                       help='Learner-only step compiled with XLA.')
+  parser.add_argument('--bfloat16', action='store_true',
+                      help='The torso in bfloat16 (actor, learner and end '
+                      'to end: scalable_agent --bfloat16).')
   parser.add_argument('--seconds', type=float, default=20.,
                       help='Per measurement (end to end: 3x, after 30 s).')
   parser.add_argument('--sections', default='env,actor,learner,end2end')
@@ -291,24 +302,28 @@ def main(argv=None):
     fps, cost = _parallel(
         _actor_worker, args.num_actors,
         (args.level, args.envs_per_actor, args.unroll_length, args.torso,
-         args.seconds))
+         args.bfloat16, args.seconds))
     figures['actor'] = {'fps': fps, 'core_us_per_frame': cost}
     print(f'actor only           {fps:10,.0f} frames/s  {cost:7.1f} '
           'core-us/frame', flush=True)
   if 'learner' in sections:
     learner = learner_throughput(args.level, args.torso, args.batch_size,
                                  args.unroll_length,
-                                 jit_compile=args.jit_compile)
+                                 jit_compile=args.jit_compile,
+                                 bfloat16=args.bfloat16)
     figures['learner'] = learner
     print(f'learner only         {learner["fps"]:10,.0f} frames/s  '
           f'{learner["core_us_per_frame"]:7.1f} core-us/frame  (batch '
           f'{args.batch_size} x unroll {args.unroll_length}: '
           f'{learner["seconds_per_step"]:.3f} s/step'
-          f'{", XLA" if args.jit_compile else ""})', flush=True)
+          f'{", XLA" if args.jit_compile else ""}'
+          f'{", bfloat16" if args.bfloat16 else ""})', flush=True)
   if 'end2end' in sections:
     figures['end2end'] = end_to_end(
         args.level, args.torso, args.num_actors, args.envs_per_actor,
-        args.seconds * 3, warmup_s=30, extra_flags=args.end2end_flags.split())
+        args.seconds * 3, warmup_s=30,
+        extra_flags=(args.end2end_flags.split()
+                     + (['--bfloat16'] if args.bfloat16 else [])))
     print(f'end to end           {figures["end2end"]["fps"]:10,.0f} frames/s'
           f'  (queue {figures["end2end"]["queue_fill"]:.0%} full on '
           'average)', flush=True)

@@ -105,6 +105,11 @@ def parse_args(argv=None):
       help='DMLab psychlab dataset (Brady, Konkle, Oliva 2008).')
   add('--level_cache_dir', default=None,
       help='DMLab compiled-map cache directory.')
+  add('--bfloat16', action='store_true',
+      help="Run the agent's torso in bfloat16 (mixed precision; the core, "
+      'heads, loss and variables stay float32), in the learner and the '
+      'actors. Pays on hardware with bfloat16 arithmetic (GPUs, CPUs with '
+      'AVX512_BF16 or AMX): docs/benchmarks.')
   add('--intra_op_threads', type=int, default=None,
       help='TensorFlow threads per op (actors default to 1).')
   add('--hparams', default='default', choices=['default', 'paper'],
@@ -287,6 +292,9 @@ def _configure_tensorflow(args, role):
   # (actors differ by task index). Runs are still not bit-reproducible:
   # which actor's unrolls the learner takes first depends on timing.
   tf.random.set_seed(args.seed + (1 + args.task if role == 'actor' else 0))
+  if args.bfloat16:
+    from scalable_agent import networks  # pylint: disable=g-import-not-at-top
+    networks.use_bfloat16()
   threads = args.intra_op_threads or (1 if role == 'actor' else None)
   if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)

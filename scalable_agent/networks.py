@@ -58,8 +58,10 @@ def hash_instruction(text):
 
 
 def _scaled_frame(frame):
-  """uint8 [B, H, W, C] -> float32 in [0, 1]."""
-  return tf.cast(frame, tf.float32) / 255.
+  """uint8 (or float, unscaled) [B, H, W, C] -> float in [0, 1]: float32,
+  or the frame's own float type (bfloat16 under mixed precision)."""
+  dtype = frame.dtype if frame.dtype.is_floating else tf.float32
+  return tf.cast(frame, dtype) / 255.
 
 
 class ShallowTorso(snt.Module):
@@ -244,7 +246,11 @@ class ImpalaAgent(snt.Module):
       frame, instruction = env_output.observation
     else:
       frame = env_output.observation
-    features = self._torso(frame)
+    if frame.dtype == tf.uint8:
+      # Mixed precision casts float inputs only: the frame is made float
+      # here (unscaled, exact) and scaled by the torso in the compute type.
+      frame = tf.cast(frame, tf.float32)
+    features = self._torso_features(frame)
     if not self._use_lstm:
       return features
     clipped_reward = tf.clip_by_value(
@@ -254,6 +260,15 @@ class ImpalaAgent(snt.Module):
     if self._use_instruction:
       parts.append(self._instruction_encoder(instruction))
     return tf.concat(parts, axis=-1)
+
+  @snt.mixed_precision.modes([tf.float32, tf.bfloat16])
+  def _torso_features(self, frame):
+    """The torso; after this agent's first call (which makes its float32
+    variables), in bfloat16 while `snt.mixed_precision.enable(tf.bfloat16)`
+    is on (`use_bfloat16`): inputs and variables cast to bfloat16 as the
+    torso reads them, features cast back to float32. The core, the heads
+    and the loss stay float32."""
+    return self._torso(frame)
 
   def _head(self, core_output):
     """[N, F] -> AgentOutput with [N] actions sampled from the policy."""
@@ -311,6 +326,16 @@ class ImpalaAgent(snt.Module):
         core_outputs.append(output)
       core_inputs = tf.stack(core_outputs)
     return snt.BatchApply(self._head)(core_inputs), core_state
+
+
+def use_bfloat16(enabled=True):
+  """Runs every agent's torso in bfloat16 in this process (see
+  `ImpalaAgent._torso_features`): `--bfloat16`. Call before building
+  agents; an agent's first call is still float32 (it creates variables)."""
+  if enabled:
+    snt.mixed_precision.enable(tf.bfloat16)
+  else:
+    snt.mixed_precision.disable()
 
 
 def dmlab_agent(num_actions=9, torso='deep'):

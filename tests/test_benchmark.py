@@ -63,13 +63,14 @@ def test_benchmark_measures_cpu_cost_per_frame_and_writes_json(tmp_path):
 def test_gpu_benchmark_runs_its_sweep_on_the_cpu(tmp_path):
   rows = _gpu_benchmark().main(
       ['--level=CartPole-v1', '--torsos=mlp', '--batch_sizes=4,8',
-       '--xla=off,on', '--steps=2', '--skip_end2end',
-       f'--output={tmp_path}'])
-  assert [(r['xla'], r['batch']) for r in rows] == [
-      ('off', 4), ('off', 8), ('on', 4), ('on', 8)]
+       '--xla=off,on', '--precisions=float32,bfloat16', '--steps=2',
+       '--skip_end2end', f'--output={tmp_path}'])
+  assert [(r['precision'], r['xla'], r['batch']) for r in rows] == [
+      (p, x, b) for p in ('float32', 'bfloat16') for x in ('off', 'on')
+      for b in (4, 8)]
   written = json.loads((tmp_path / 'gpu.json').read_text())
   assert written['rows'] == rows
   for r in rows:
     assert r['fps'] == pytest.approx(r['batch'] * 20 / r['seconds_per_step'])
   table = (tmp_path / 'gpu.md').read_text().splitlines()
-  assert len([l for l in table if l.startswith('| learner')]) == 4
+  assert len([l for l in table if l.startswith('| learner')]) == 8
