@@ -133,17 +133,19 @@ def learner_throughput(level, torso, batch_size, unroll_length, steps=5,
       _, env = _make_environment(level, 1, 0)
       num_actions = env.num_actions
       env.close()
-  agent = config.suite.make_agent(num_actions, torso)
-  hparams = learner_lib.dataclasses.replace(
-      config.hparams, batch_size=batch_size, unroll_length=unroll_length,
-      num_action_repeats=config.suite.num_action_repeats)
-  specs = learner_lib.unroll_specs(
-      agent, config.suite.observation_spec(config), unroll_length)
-  learner = learner_lib.Learner(agent, specs, hparams,
-                                jit_compile=jit_compile)
-  batch = learner_lib.zeros_batch(specs, batch_size)
+  # Before the agent exists: its first call (in the Learner) makes float32
+  # variables, and mixed precision starts from the call after it.
   networks.use_bfloat16(bfloat16)
   try:
+    agent = config.suite.make_agent(num_actions, torso)
+    hparams = learner_lib.dataclasses.replace(
+        config.hparams, batch_size=batch_size, unroll_length=unroll_length,
+        num_action_repeats=config.suite.num_action_repeats)
+    specs = learner_lib.unroll_specs(
+        agent, config.suite.observation_spec(config), unroll_length)
+    learner = learner_lib.Learner(agent, specs, hparams,
+                                  jit_compile=jit_compile)
+    batch = learner_lib.zeros_batch(specs, batch_size)
     learner.step(batch)  # Tracing (and compiling).
     float(learner.step(batch).total_loss)
     start, cpu = time.perf_counter(), _cpu_seconds()
