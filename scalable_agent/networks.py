@@ -151,7 +151,10 @@ class MLPTorso(snt.Module):
                              activate_final=True)
 
   def __call__(self, observation):
-    return self._mlp(tf.cast(observation, tf.float32))
+    # bfloat16 observations (--bfloat16) stay bfloat16.
+    if observation.dtype != tf.bfloat16:
+      observation = tf.cast(observation, tf.float32)
+    return self._mlp(observation)
 
 
 TORSOS = {
