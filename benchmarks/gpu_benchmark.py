@@ -26,6 +26,8 @@ import json
 import os
 import sys
 
+import tabulate
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scalable_agent import benchmark  # pylint: disable=wrong-import-position
@@ -89,16 +91,16 @@ def main(argv=None):
   with open(os.path.join(args.output, 'gpu.json'), 'w') as f:
     json.dump({'machine': info, 'config': vars(args), 'rows': rows}, f,
               indent=2)
+  table = tabulate.tabulate(
+      [[r['part'], r['torso'], r['precision'], r['xla'], r['batch'],
+        f'{r["fps"]:,.0f}',
+        f'{r["seconds_per_step"] * 1e3:.1f}' if 'seconds_per_step' in r
+        else '-'] for r in rows],
+      headers=['part', 'torso', 'precision', 'XLA', 'batch', 'frames/s',
+               'ms/step'], tablefmt='github')
   lines = [f'Machine: {info["cores"]} cores ({info["cpu"]}), GPUs '
            f'{info["gpus"] or "none"}, TensorFlow {info["tensorflow"]}.', '',
-           '| part | torso | precision | XLA | batch | frames/s | ms/step |',
-           '|---|---|---|---|---|---|---|']
-  for r in rows:
-    step = (f'{r["seconds_per_step"] * 1e3:.1f}' if 'seconds_per_step' in r
-            else '-')
-    lines.append(f'| {r["part"]} | {r["torso"]} | {r["precision"]} | '
-                 f'{r["xla"]} | '
-                 f'{r["batch"]} | {r["fps"]:,.0f} | {step} |')
+           table]
   with open(os.path.join(args.output, 'gpu.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   return rows

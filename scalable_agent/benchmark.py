@@ -38,6 +38,7 @@ import tempfile
 import time
 
 import numpy as np
+import tabulate
 
 from scalable_agent import console
 
@@ -248,11 +249,12 @@ def table1(figures, args, info):
   fps = figures.get('end2end', {}).get('fps')
   if fps is None:
     return ''
-  return ('| Architecture | CPUs | GPUs | FPS |\n|---|---|---|---|\n'
-          f'| IMPALA (this port), {args.num_actors} actors x '
-          f'{args.envs_per_actor} envs, {args.torso or "default"} torso'
-          f'{", bfloat16" if args.bfloat16 else ""} | '
-          f'{info["cores"]} | {len(info["gpus"])} | {fps:,.0f} |')
+  architecture = (f'IMPALA (this port), {args.num_actors} actors x '
+                  f'{args.envs_per_actor} envs, {args.torso or "default"} '
+                  f'torso{", bfloat16" if args.bfloat16 else ""}')
+  return tabulate.tabulate(
+      [[architecture, info['cores'], len(info['gpus']), f'{fps:,.0f}']],
+      headers=['Architecture', 'CPUs', 'GPUs', 'FPS'], tablefmt='github')
 
 
 def main(argv=None):

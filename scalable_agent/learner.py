@@ -572,9 +572,7 @@ class Learner:
   def is_chief(self):
     """True on the worker that writes checkpoints and summaries (worker 0;
     the only one without a multi-worker strategy)."""
-    resolver = getattr(self.strategy, 'cluster_resolver', None)
-    return (self.num_workers == 1 or resolver is None
-            or not resolver.task_id)
+    return self.num_workers == 1 or self.strategy.cluster_resolver.task_id == 0
 
   def any_worker(self, *flags):
     """For each flag, whether any learner worker raised it (an all-reduce

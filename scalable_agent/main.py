@@ -259,10 +259,10 @@ def apply_tf_config(args):
                      f'{len(learners)} learner addresses.')
   args.role = role
   args.task = task
-  # Actor i joins learner worker i mod the number of workers.
+  # Actor i joins learner worker i mod the number of workers; learner
+  # worker i is learners[i].
   args.learner_address = learners[task % len(learners)]
   if args.role == 'learner':
-    args.learner_address = learners[task]
     if args.bind is None:
       args.bind = learners[task]
     if collective is not None and len(collective) > 1:

@@ -212,10 +212,12 @@ class TrainingLoop:
     self.pbt_member = None
     self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
                                     name='learner_step')
-    self.checkpoint = tf.train.Checkpoint(
+    # What a checkpoint holds: modules (their variables) and variables.
+    self._checkpointed = dict(
         agent=learner.agent, optimizer=learner.optimizer,
         num_env_frames=learner.num_env_frames, step=self.step_counter,
         hyperparameters=learner.tunable)
+    self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(logdir, 'checkpoints'), max_to_keep=3)
     # With several learner workers (learner.multi_worker_strategy) only the
@@ -260,17 +262,14 @@ class TrainingLoop:
         damaged, or they were written for another model.
     """
     path = self._restore_newest() if self.learner.is_chief else None
-    # Other learner workers take the chief's restored (or initial) values.
+    # Other learner workers take the chief's restored (or initial) values
+    # of everything the checkpoint holds.
     self.learner.broadcast_from_chief(
-        self.checkpoint_variables() + [self.step_counter])
+        v for value in self._checkpointed.values()
+        for v in (value.variables if isinstance(value, tf.Module)
+                  else [value]))
     self.endpoint.publish(int(self.step_counter))
     return path
-
-  def checkpoint_variables(self):
-    """The learner's variables that the checkpoint holds."""
-    learner = self.learner
-    return (list(learner.agent.variables) + list(learner.optimizer.variables)
-            + [learner.num_env_frames] + list(learner.tunable.variables))
 
   def _restore_newest(self):
     candidates = checkpoints.numbered_checkpoints(self.manager.directory)
