@@ -141,9 +141,10 @@ class Evaluator:
         time.sleep(poll_s)
 
   def describe(self, result):
-    """A console line for `evaluate_if_due`'s result."""
+    """A console line for `evaluate_if_due`'s result (the logger adds
+    the `[evaluator]` prefix)."""
     frames, greedy, sampled = result
-    return (f'[evaluator] frames {frames:,}: return greedy {greedy:.2f}, '
+    return (f'frames {frames:,}: return greedy {greedy:.2f}, '
             f'sampled {sampled:.2f} ({self.episodes} episodes each)')
 
 

@@ -294,8 +294,14 @@ def test_hparams_flag_picks_the_set_and_flags_override_it():
               32, 20, 0.0006, 0.01, 40., 0.01)  # Table G.1.
   default = main_lib.hyperparameters(main_lib.parse_args([]), config)
   assert default == learner_lib.ATARI_DEFAULTS
-  # The two documented differences (BUILD_NOTES.md, "Atari defaults").
-  assert default == dataclasses.replace(paper, batch_size=4, epsilon=1e-5)
+  # The documented differences (BUILD_NOTES.md, "Atari defaults").
+  assert default == dataclasses.replace(paper, batch_size=4, epsilon=1e-5,
+                                        replay_capacity=1000,
+                                        replay_fraction=0.5)
+  assert (default.num_fresh, default.num_replayed) == (2, 2)
+  # Replay off from the command line.
+  assert main_lib.hyperparameters(
+      main_lib.parse_args(['--replay_capacity=0']), config).num_replayed == 0
   # Multi-task Atari keeps the paper's batch.
   assert main_lib.hyperparameters(main_lib.parse_args([]),
                                   suites.resolve('atari57')) == paper
