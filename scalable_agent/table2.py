@@ -102,8 +102,10 @@ def cell_of(root, logdir):
 def run_flags(cell, replay_capacity):
   flags = [f'--off_policy_correction={cell.correction}']
   if cell.replay:
-    flags += [f'--replay_capacity={replay_capacity}', '--replay_fraction=0.5']
-  return flags
+    return flags + [f'--replay_capacity={replay_capacity}',
+                    '--replay_fraction=0.5']
+  # Explicitly off: one Atari game's defaults replay (learner.ATARI_DEFAULTS).
+  return flags + ['--replay_capacity=0']
 
 
 def run_grid(cells, root, frames, replay_capacity=PAPER_REPLAY_CAPACITY,

@@ -27,7 +27,18 @@ def test_grid_and_logdirs_round_trip(tmp_path):
       '--off_policy_correction=none', '--replay_capacity=500',
       '--replay_fraction=0.5']
   assert table2.run_flags(replay._replace(replay=False), 500) == [
-      '--off_policy_correction=none']
+      '--off_policy_correction=none', '--replay_capacity=0']
+  # What the training program makes of them on an Atari game, whose defaults
+  # replay: a no-replay cell must not.
+  from scalable_agent import main as main_lib  # pylint: disable=g-import-not-at-top
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  config = suites.resolve('pong')
+  for cell, replayed in ((replay, 1), (replay._replace(replay=False), 0)):
+    hparams = main_lib.hyperparameters(
+        main_lib.parse_args(table2.run_flags(cell, 500)), config)
+    assert (hparams.num_replayed > 0, hparams.replay_capacity > 0) == (
+        bool(replayed), bool(replayed))
+    assert hparams.off_policy_correction == 'none'
 
 
 def test_table_averages_the_best_seeds_beside_the_paper():
