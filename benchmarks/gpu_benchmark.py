@@ -12,7 +12,9 @@ Not a test: prints figures and writes them (`gpu.json`, `gpu.md`) for
    frames/s = batch x unroll x 4 / seconds per step.
 2. End to end (`scalable_agent.benchmark.end_to_end`): the real local
    system with the learner on the GPU and the actors on the CPU cores, for
-   each torso and precision, at `--end2end_batch`.
+   each torso and precision, at `--end2end_batch` fresh unrolls and no
+   replay (the paper's configuration; one Atari game's defaults replay half
+   of a batch of 4, which would halve frames/s for the same learner work).
 
 On a machine without a GPU the same command runs on the CPU (the test does
 that with a tiny configuration).
@@ -78,7 +80,8 @@ def main(argv=None):
       figures = benchmark.end_to_end(
           args.level, torso, num_actors, args.envs_per_actor,
           args.end2end_seconds, warmup_s=60,
-          extra_flags=[f'--batch_size={args.end2end_batch}'] + (
+          extra_flags=[f'--batch_size={args.end2end_batch}',
+                       '--replay_capacity=0'] + (
               ['--bfloat16'] if precision == 'bfloat16' else []))
       rows.append(dict(part='end2end', torso=torso, precision=precision,
                        xla='off', batch=args.end2end_batch,
