@@ -33,11 +33,11 @@ def test_grid_and_logdirs_round_trip(tmp_path):
   from scalable_agent import main as main_lib  # pylint: disable=g-import-not-at-top
   from scalable_agent import suites  # pylint: disable=g-import-not-at-top
   config = suites.resolve('pong')
-  for cell, replayed in ((replay, 1), (replay._replace(replay=False), 0)):
+  for cell in (replay, replay._replace(replay=False)):
     hparams = main_lib.hyperparameters(
         main_lib.parse_args(table2.run_flags(cell, 500)), config)
-    assert (hparams.num_replayed > 0, hparams.replay_capacity > 0) == (
-        bool(replayed), bool(replayed))
+    assert (hparams.num_replayed > 0) == cell.replay
+    assert (hparams.replay_capacity > 0) == cell.replay
     assert hparams.off_policy_correction == 'none'
 
 
