@@ -596,6 +596,10 @@ def run_actor_process(args):
     actor_lib.run_actor(setup.actor, client)
   except transport.LearnerClosedError:
     log.info('the learner closed; stopping.')
+  except KeyboardInterrupt:
+    # Ctrl-C in a terminal reaches the whole process group: the learner
+    # checkpoints, and an actor holds nothing worth keeping.
+    log.info('interrupted; stopping.')
   except (transport.LearnerUnavailableError,
           transport.UnrollRejectedError) as e:
     raise SystemExit(f'[actor {args.task}] error: {e}') from None
