@@ -7,9 +7,11 @@ with the reward summed by the engine. `make_batched_environment` puts N of
 them, spread round-robin over a list of levels, behind the
 `BatchedEnvironment` protocol of `scalable_agent.environments`.
 
-DeepMind Lab is built from source (see BUILD_NOTES.md, section "DeepMind Lab
-(DMLab-30)"), so `deepmind_lab` is imported only when an environment is
-created: the rest of the project, its tests included, runs without it.
+DeepMind Lab is built from source (`tools/deepmind_lab/`; BUILD_NOTES.md,
+section "DeepMind Lab (DMLab-30)"), so `deepmind_lab` is imported only when an
+environment is created: the rest of the project, its fast tests included,
+runs without it. Levels that cannot run on the installation are refused
+before the engine is started (`dmlab30.installation`).
 """
 
 import os
@@ -19,6 +21,7 @@ import tempfile
 import gymnasium
 import numpy as np
 
+from dmlab30 import installation
 from dmlab30 import levels as levels_lib
 from scalable_agent import environments
 from scalable_agent import networks
@@ -50,19 +53,18 @@ def _import_deepmind_lab():
     if e.name == 'deepmind_lab':
       raise ImportError(
           'DeepMind Lab is not installed: the DMLab-30 environments need the '
-          '`deepmind_lab` Python module, which is not on pip. Build it from '
-          'source (git clone https://github.com/deepmind/lab; bazel build -c '
-          'opt --python_version=PY3 //python/pip_package:build_pip_package; '
-          './bazel-bin/python/pip_package/build_pip_package /tmp/dmlab_pkg; '
-          'pip install /tmp/dmlab_pkg/deepmind_lab-*.whl) and install '
-          f'`pip install -e .[dmlab]`; the exact steps are in {_BUILD_NOTES}.'
+          '`deepmind_lab` Python module, which is on no package index. '
+          'Install a wheel (pip install ../shared/deepmind_lab/deepmind_lab-'
+          '1.0-py3-none-any.whl dm-env, where that directory is beside the '
+          'checkout) or build one from source with tools/deepmind_lab/'
+          f'build.sh --install .venv/bin/python; see {_BUILD_NOTES}.'
       ) from e
-    # Installed but broken: typically `imp` (gone in Python 3.12), a missing
-    # dm_env, or a wheel built for another Python.
+    # Installed but broken: typically a missing dm_env or Debian runtime
+    # library, or a wheel built for another Python or numpy.
     raise ImportError(
         f'DeepMind Lab is installed but `import deepmind_lab` failed: {e}. '
-        f'See {_BUILD_NOTES} (the `imp` patch for Python 3.12+, and '
-        '`pip install -e .[dmlab]` for dm-env).') from e
+        f'See {_BUILD_NOTES} (the Debian runtime packages, and `pip install '
+        '-e .[dmlab]` for dm-env).') from e
   return deepmind_lab
 
 
@@ -189,7 +191,8 @@ class DmLabEnv(gymnasium.Env):
       `make_batched_environment`).
     dataset_path: directory of the Brady et al. (2008) images, passed to
       psychlab levels as `datasetPath`; required by
-      `dmlab30.PSYCHLAB_DATASET_LEVELS`.
+      `dmlab30.PSYCHLAB_DATASET_LEVELS`. `installation.DUMMY_DATASET`
+      ('dummy') makes the engine draw coloured squares instead (tests).
     level_cache: object with DeepMind Lab's level cache methods
       (`fetch(key, pk3_path) -> bool`, `write(key, pk3_path)`), e.g.
       `LevelCache(directory)`, or None.
@@ -199,6 +202,14 @@ class DmLabEnv(gymnasium.Env):
     action_repeat: engine frames per agent step.
     mixer_seed: None, or an int the engine mixes into every episode seed
       (`EVALUATION_MIXER_SEED` for evaluation, as the released code).
+    engine_config: dict of further DeepMind Lab settings (e.g.
+      {'logToStdErr': 'true'} shows the engine's log, which names missing
+      textures).
+
+  Raises:
+    installation.LevelUnavailableError: the level cannot run on this
+      installation (natlab maps missing, psychlab dataset not given); the
+      engine is not started.
   """
 
   metadata = {'render_modes': []}
@@ -206,7 +217,7 @@ class DmLabEnv(gymnasium.Env):
   def __init__(self, level, dataset_path=None, level_cache=None,
                renderer='software', width=DEFAULT_WIDTH,
                height=DEFAULT_HEIGHT, action_repeat=DEFAULT_ACTION_REPEAT,
-               mixer_seed=None):
+               mixer_seed=None, engine_config=None):
     self._lab = None  # So that close() works if the constructor fails.
     if renderer not in ('software', 'hardware'):
       raise ValueError(
@@ -230,21 +241,14 @@ class DmLabEnv(gymnasium.Env):
       config['allowHoldOutLevels'] = 'true'
     if mixer_seed is not None:
       config['mixerSeed'] = str(int(mixer_seed))
-    if short_name.startswith('psychlab_'):
-      if dataset_path is not None:
-        if not os.path.isdir(dataset_path):
-          raise ValueError(
-              f'dataset_path {dataset_path!r} is not a directory; it must '
-              'hold the Brady et al. (2008) images as 0001.png ... 2400.png '
-              f'(see {_BUILD_NOTES}).')
-        config['datasetPath'] = os.fspath(dataset_path)
-      elif short_name in levels_lib.PSYCHLAB_DATASET_LEVELS:
-        # The engine would only fail at the first reset(), in a worker.
-        raise ValueError(
-            f'{short_name} shows images of the Brady, Konkle, Alvarez and '
-            'Oliva (2008) dataset: pass dataset_path (--dataset_path) to the '
-            f'directory of the converted images; see {_BUILD_NOTES}.')
+    if short_name.startswith('psychlab_') and dataset_path is not None:
+      config['datasetPath'] = os.fspath(dataset_path)
+    config.update({str(k): str(v) for k, v in (engine_config or {}).items()})
     self.config = config
+    # Before the engine sees the level: a natlab level whose maps are
+    # missing ends the whole process inside the engine, and a psychlab level
+    # without its dataset fails only at the first reset(), in a worker.
+    installation.check_level(self.level_name, dataset_path)
 
     deepmind_lab = _import_deepmind_lab()
     self._lab = deepmind_lab.Lab(
@@ -364,13 +368,12 @@ def make_batched_environment(levels, num_envs, seed=0, training=True,
                    for i in range(num_envs)]
 
   # Fail before starting any engine rather than in the middle of the batch.
-  needs_dataset = sorted(
-      set(env_names) & levels_lib.PSYCHLAB_DATASET_LEVELS)
-  if needs_dataset and dataset_path is None:
-    raise ValueError(
-        f'{", ".join(needs_dataset)} show images of the Brady, Konkle, '
-        'Alvarez and Oliva (2008) dataset: pass dataset_path (--dataset_path) '
-        f'to the directory of the converted images; see {_BUILD_NOTES}.')
+  problems = installation.unavailable_levels(
+      sorted(set(env_names)), dataset_path)
+  if problems:
+    raise installation.LevelUnavailableError(
+        'These DMLab levels cannot run on this installation:\n'
+        + installation.describe_unavailable(problems))
 
   level_cache = LevelCache(level_cache_dir) if level_cache_dir else None
   mixer_seed = None if training else EVALUATION_MIXER_SEED

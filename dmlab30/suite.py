@@ -82,6 +82,12 @@ class DmLab30Suite(suites.Suite):
         first_env_index=first_env_index, dataset_path=options.dataset_path,
         level_cache_dir=options.level_cache_dir)
 
+  def unavailable_levels(self, levels, options=suites.DEFAULT_OPTIONS):
+    """Natlab levels whose maps are missing, psychlab levels without their
+    dataset (`dmlab30.installation`; the engine is not started)."""
+    from dmlab30 import installation  # pylint: disable=g-import-not-at-top
+    return installation.unavailable_levels(levels, options.dataset_path)
+
   def make_agent(self, num_actions, torso=None):
     from scalable_agent import networks  # pylint: disable=g-import-not-at-top
     return networks.dmlab_agent(num_actions, torso or self.default_torso)

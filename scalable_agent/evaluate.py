@@ -237,6 +237,14 @@ def evaluate(level, checkpoint=None, episodes=10, num_workers=2, torso=None,
     raise ValueError(f'episodes must be >= 1, got {episodes}.')
   config = suites.resolve(level)
   level_names = select_levels(config, only_levels)
+  # Levels that cannot run on this machine (DMLab: natlab maps, psychlab
+  # dataset) are marked skipped in the results, not scored as zero.
+  runnable, skipped = suites.runnable(
+      config._replace(levels=tuple(level_names)),
+      suites.EnvironmentOptions(dataset_path=dataset_path),
+      skip_unavailable=True)
+  level_names = list(runnable.levels)
+  skipped = {play.report_name(config, l): why for l, why in skipped.items()}
   checkpoint = checkpoints.resolve(checkpoint)
   config.suite.protocol(max_episode_frames)  # Refuses an unsupported cap.
   envs_per_level = envs_per_level or min(episodes, DEFAULT_ENVS_PER_LEVEL)
@@ -275,7 +283,8 @@ def evaluate(level, checkpoint=None, episodes=10, num_workers=2, torso=None,
       _run_pool(functools.partial(_play_in_worker, spec), level_names,
                 num_workers, functools.partial(finished, in_worker=True))
   result = _summarise(config, level, level_names, checkpoint, torso,
-                      collected, max_episode_frames, time.time() - start)
+                      collected, max_episode_frames, time.time() - start,
+                      skipped)
   if output_dir:
     score_files.write_results(result, output_dir)
   if print_fn is not None:
@@ -306,7 +315,7 @@ def select_levels(config, only_levels=None):
 
 
 def _summarise(config, level, level_names, checkpoint, torso, collected,
-               max_episode_frames, elapsed_s):
+               max_episode_frames, elapsed_s, skipped=None):
   """`play.Episode`s by reported level name -> `EvaluationResult`."""
   names = [play.report_name(config, l) for l in level_names]
   episodes = {n: [e.episode_return for e in collected[n]] for n in names}
@@ -332,7 +341,7 @@ def _summarise(config, level, level_names, checkpoint, torso, collected,
       episodes=episodes, lengths=lengths, mean_return=mean_return,
       human_normalized=human_normalized, paper_column=paper_column,
       suite_score=suite_score, max_episode_frames=max_episode_frames,
-      elapsed_s=float(elapsed_s))
+      elapsed_s=float(elapsed_s), skipped=skipped or {})
 
 
 def format_table(result):
@@ -356,6 +365,8 @@ def format_table(result):
           paper, reference.random, reference.human)
       row += [f'{paper:.1f}', f'{paper_score:.1f}%']
     rows.append(row)
+  for name in result.skipped or {}:
+    rows.append([name, '0', 'skipped', ''] + ([''] * 2 if column else []))
   lines = [tabulate.tabulate(
       rows, headers=header, tablefmt='simple',
       colalign=['left'] + ['right'] * (len(header) - 1),
@@ -366,6 +377,10 @@ def format_table(result):
     lines.append(f'NOTE: episodes capped at {result.max_episode_frames} '
                  'frames (protocol: 108000); returns are not comparable with '
                  "the paper's.")
+  if result.skipped:
+    lines.append(f'Skipped, because they cannot run on this machine (no '
+                 f'score, no {suite.title} headline):')
+    lines += [f'  {name}: {why}' for name, why in result.skipped.items()]
   if result.suite_score is not None:
     paper_score = scoring.paper_suite_score(suite, column)
     (head_title, head), (other_title, other) = suite.statistics[:2]

@@ -105,6 +105,12 @@ def parse_args(argv=None):
       help='DMLab psychlab dataset (Brady, Konkle, Oliva 2008).')
   add('--level_cache_dir', default=None,
       help='DMLab compiled-map cache directory.')
+  add('--skip_unavailable_levels', action='store_true',
+      help='Train on the levels of --level that can run on this machine and '
+      'skip the others, naming them (DMLab: natlab levels without their '
+      'maps, psychlab levels without --dataset_path; `python -m '
+      'dmlab30.installation` lists them). Without it such a run refuses to '
+      'start.')
   add('--bfloat16', action='store_true',
       help="Run the agent's torso in bfloat16 (mixed precision; the core, "
       'heads, loss and variables stay float32), in the learner and the '
@@ -301,13 +307,30 @@ def _configure_tensorflow(args, role):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _resolve_level(args):
-  """--level -> suites.LevelConfig; a clean exit if the name is unknown."""
+def _resolve_level(args, quiet=False):
+  """--level -> suites.LevelConfig of the levels that can run here; a clean
+  exit if the name is unknown or a level cannot run (unless
+  --skip_unavailable_levels, which drops it)."""
   from scalable_agent import suites  # pylint: disable=g-import-not-at-top
   try:
-    return suites.resolve(args.level)
+    config, skipped = suites.runnable(
+        suites.resolve(args.level), _environment_options(args),
+        skip_unavailable=args.skip_unavailable_levels)
   except ValueError as e:
     raise SystemExit(f'scalable_agent: error: {e}') from None
+  if skipped and args.role != 'actor' and not quiet:
+    # Said once, by the process that trains (or the one that starts them).
+    logging.getLogger('learner').warning(
+        'skipping %d levels of %s that cannot run here: %s',
+        len(skipped), args.level, '; '.join(
+            f'{level} ({why})' for level, why in skipped.items()))
+  return config
+
+
+def _environment_options(args):
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  return suites.EnvironmentOptions(dataset_path=args.dataset_path,
+                                   level_cache_dir=args.level_cache_dir)
 
 
 def _logdir(args):
@@ -326,7 +349,6 @@ class Setup:
 
   def __init__(self, args, actor_index=0, num_envs=None):
     from scalable_agent import actor as actor_lib  # pylint: disable=g-import-not-at-top
-    from scalable_agent import suites  # pylint: disable=g-import-not-at-top
     self.args = args
     self.config = _resolve_level(args)
     self.hparams = hyperparameters(args, self.config)
@@ -338,9 +360,7 @@ class Setup:
         self.config, self.envs_per_actor,
         seed=args.seed + actor_index * self.envs_per_actor,
         first_env_index=actor_index * self.envs_per_actor,
-        options=suites.EnvironmentOptions(
-            dataset_path=args.dataset_path,
-            level_cache_dir=args.level_cache_dir))
+        options=_environment_options(args))
     self.agent = self.suite.make_agent(self.env.num_actions, args.torso)
     self.actor = actor_lib.Actor(self.agent, self.env,
                                  self.hparams.unroll_length)
@@ -611,7 +631,7 @@ def run_local(args):
   bind = args.bind or f'localhost:{transport.free_port()}'
   launcher = launcher_lib.ActorLauncher(args, bind)
   # Actors start while the learner builds; they wait for it to listen.
-  launcher.start(_eval_every_frames(args, _resolve_level(args)),
+  launcher.start(_eval_every_frames(args, _resolve_level(args, quiet=True)),
                  _logdir(args))
   try:
     return run_learner(args, bind)

@@ -33,7 +33,7 @@ def build_table(suite, score_files):
   references = suite.references()
   columns = suite.paper_columns
   names = [n for n in references
-           if any(n in f.episodes for f in score_files)]
+           if any(n in f.episodes or n in f.skipped for f in score_files)]
   header = [suite.level_title, 'Random', 'Human']
   for f in score_files:
     header += [f'{f.label} return', f'{f.label} human-norm.']
@@ -47,6 +47,8 @@ def build_table(suite, score_files):
         score = scoring.human_normalized_score(f.mean_return[name],
                                                ref.random, ref.human)
         row += [_format_return(f.mean_return[name]), _format_percent(score)]
+      elif name in f.skipped:
+        row += ['skipped', '']
       else:
         row += ['', '']
     row += [_format_return(ref.paper[c.key]) for c in columns]
@@ -58,7 +60,8 @@ def build_table(suite, score_files):
     row = [title, '', '']
     for f in score_files:
       if f.suite_score is None:
-        row += ['', f'n/a ({len(f.episodes)} of {len(references)})']
+        skipped = f', {len(f.skipped)} skipped' if f.skipped else ''
+        row += ['', f'n/a ({len(f.episodes)} of {len(references)}{skipped})']
       else:
         row += ['', _format_percent(getattr(f.suite_score, field))]
     row += [_format_percent(getattr(s, field)) for s in paper_scores]
@@ -77,6 +80,11 @@ def build_table(suite, score_files):
       note += (f'; episodes capped at {f.max_episode_frames} frames '
                '(protocol: 108,000), not comparable with the paper')
     notes.append(note + '.')
+    if f.skipped:
+      notes.append(
+          f'{f.label}: not played, because they cannot run on the machine '
+          'that evaluated (no score, and no suite headline): '
+          + '; '.join(f'{n} ({why})' for n, why in f.skipped.items()) + '.')
   notes.append(
       f'Paper columns: IMPALA paper (Espeholt et al. 2018) '
       f'{suite.paper_table}; their headline rows are computed from those '

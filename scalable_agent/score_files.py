@@ -41,10 +41,14 @@ from scalable_agent import suites
 #   max_episode_frames: the episode frame cap used (Atari), or None for the
 #     protocol's.
 #   elapsed_s: wall-clock seconds of the evaluation.
+#   skipped: dict level -> why it was not played (it cannot run on the
+#     machine that evaluated, e.g. DMLab files missing); None: none skipped.
+#     Skipped levels have no score, and the suite then has no headline.
 EvaluationResult = collections.namedtuple(
     'EvaluationResult',
     'suite level checkpoint torso episodes lengths mean_return '
-    'human_normalized paper_column suite_score max_episode_frames elapsed_s')
+    'human_normalized paper_column suite_score max_episode_frames elapsed_s '
+    'skipped', defaults=(None,))
 
 # One score file as a report uses it (`load_score_file`).
 #   path, label: file and its column title.
@@ -54,9 +58,10 @@ EvaluationResult = collections.namedtuple(
 #   episodes: dict level -> list of returns (reference names, suite order).
 #   mean_return: dict level -> mean return.
 #   suite_score: `scoring.SuiteScore` if every level is there, else None.
+#   skipped: dict level -> why the evaluation did not play it ({}: none).
 ScoreFile = collections.namedtuple(
     'ScoreFile', 'path label suite level checkpoint torso max_episode_frames '
-    'episodes mean_return suite_score')
+    'episodes mean_return suite_score skipped', defaults=({},))
 
 
 # Writing.
@@ -89,6 +94,7 @@ def result_to_json(result):
       'headline': None if suite_score is None else suite_score['headline'],
       'suite_score': suite_score,
       'elapsed_s': result.elapsed_s,
+      'skipped': dict(result.skipped or {}),
   }
 
 
@@ -152,6 +158,8 @@ def load_score_file(path, label=None):
     episodes[name] = [float(r) for r in returns]
   # Table order, whatever the file's.
   episodes = {n: episodes[n] for n in references if n in episodes}
+  skipped = {suite.reference_name(n): str(why)
+             for n, why in (data.get('skipped') or {}).items()}
   mean_return = {n: float(np.mean(r)) for n, r in episodes.items()}
   suite_score = (scoring.suite_score(suite, episodes)
                  if len(episodes) == len(references) else None)
@@ -160,7 +168,7 @@ def load_score_file(path, label=None):
       level=data.get('level'), checkpoint=data.get('checkpoint'),
       torso=data.get('torso'),
       max_episode_frames=data.get('max_episode_frames'), episodes=episodes,
-      mean_return=mean_return, suite_score=suite_score)
+      mean_return=mean_return, suite_score=suite_score, skipped=skipped)
 
 
 def unique_labels(score_files):

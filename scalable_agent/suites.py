@@ -131,6 +131,13 @@ class Suite:
     """
     raise NotImplementedError
 
+  def unavailable_levels(self, levels, options=DEFAULT_OPTIONS):
+    """{level: why it cannot run on this machine} for those of `levels`
+    that cannot (e.g. files missing from the installation); found without
+    starting an environment. Default: all can."""
+    del levels, options
+    return {}
+
   def make_agent(self, num_actions, torso=None):
     """The suite's `networks.ImpalaAgent` (required)."""
     raise NotImplementedError
@@ -193,6 +200,44 @@ def get(name):
       return suite
   raise ValueError(f'Unknown suite {name!r}; the suites are '
                    f'{", ".join(s.name for s in all_suites())}.')
+
+
+class LevelsUnavailableError(ValueError):
+  """Levels of a run cannot run on this machine; the message names each
+  and why."""
+
+
+def runnable(config, options=DEFAULT_OPTIONS, skip_unavailable=False):
+  """`config` restricted to the levels that can run here.
+
+  Args:
+    config: a `LevelConfig`.
+    options: `EnvironmentOptions` (e.g. the DMLab dataset path).
+    skip_unavailable: drop the levels that cannot run instead of refusing.
+
+  Returns:
+    (config, skipped): the config with the runnable levels, and
+    {level: why} of those dropped.
+
+  Raises:
+    LevelsUnavailableError: a level cannot run and `skip_unavailable` is
+      False, or none can.
+  """
+  problems = config.suite.unavailable_levels(config.levels, options)
+  if not problems:
+    return config, {}
+  listing = '\n'.join(f'  {level}: {why}' for level, why in problems.items())
+  available = tuple(l for l in config.levels if l not in problems)
+  if not available:
+    raise LevelsUnavailableError(
+        f'{config.name}: no level can run on this machine:\n{listing}')
+  if not skip_unavailable:
+    raise LevelsUnavailableError(
+        f'{config.name}: {len(problems)} of its {len(config.levels)} levels '
+        f'cannot run on this machine:\n{listing}\nInstall what is missing, '
+        f'or pass --skip_unavailable_levels to use the other '
+        f'{len(available)}.')
+  return config._replace(levels=available), problems
 
 
 def resolve(name):

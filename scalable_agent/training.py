@@ -102,7 +102,9 @@ class Statistics:
     without reference scores.
 
     The suite headline (Atari-57 median, DMLab-30 capped mean) appears once
-    every level of a multi-task run has finished an episode.
+    every level of a multi-task run has finished an episode, and only for a
+    run of all the suite's levels (not one that skipped levels that cannot
+    run on its machine: `--skip_unavailable_levels`).
     """
     from scalable_agent import scoring  # pylint: disable=g-import-not-at-top
     references = self._suite.references() if self._suite else {}
@@ -118,7 +120,8 @@ class Statistics:
       scores[name] = float(scoring.human_normalized_score(
           mean_return, reference.random, reference.human))
     suite_score = None
-    if self._num_trained_levels > 1 and len(returns) == self._num_trained_levels:
+    if (self._num_trained_levels > 1
+        and len(returns) == self._num_trained_levels == len(references)):
       suite_score = scoring.suite_score(self._suite, returns).headline
     return scores, suite_score
 

@@ -22,6 +22,7 @@ from scalable_agent import environments
 from scalable_agent import evaluate
 from scalable_agent import networks
 from scalable_agent import play
+from scalable_agent import report_tables
 from scalable_agent import score_files
 from scalable_agent import scoring
 from scalable_agent import suites
@@ -334,6 +335,8 @@ def test_bad_arguments():
 def test_dmlab30_all_levels_on_test_levels(lab, tmp_path, capsys):
   dataset = tmp_path / 'brady_konkle_oliva2008'
   dataset.mkdir()
+  for image in ('0001.png', '2400.png'):  # What is checked of it.
+    (dataset / image).write_bytes(b'')
   result = evaluate.evaluate(
       'dmlab30', checkpoint='none', episodes=1, num_workers=0,
       output_dir=str(tmp_path / 'out'), dataset_path=str(dataset),
@@ -389,3 +392,29 @@ def test_dmlab_worker_process_and_its_checkpoint_error(lab, tmp_path):
     evaluate.evaluate('rooms_watermaze', checkpoint=str(tmp_path),
                       episodes=1, num_workers=1, progress=False,
                       print_fn=None)
+
+
+def test_levels_that_cannot_run_are_marked_skipped_not_scored(lab, tmp_path):
+  # Without --dataset_path a psychlab dataset level cannot run: it is left
+  # out of the scores, named with the reason, and the report marks it.
+  del lab
+  result = evaluate.evaluate(
+      'dmlab30', checkpoint='none', episodes=1, num_workers=0,
+      only_levels=['rooms_watermaze', 'psychlab_continuous_recognition'],
+      output_dir=str(tmp_path / 'out'), progress=False, print_fn=None)
+  assert list(result.episodes) == ['rooms_watermaze']
+  assert list(result.skipped) == ['psychlab_continuous_recognition']
+  assert 'Brady' in result.skipped['psychlab_continuous_recognition']
+  assert 'psychlab_continuous_recognition' not in result.human_normalized
+  table = evaluate.format_table(result)
+  assert 'psychlab_continuous_recognition' in table and 'skipped' in table
+  data = json.loads((tmp_path / 'out' / 'scores.json').read_text())
+  assert list(data['skipped']) == ['psychlab_continuous_recognition']
+  loaded = score_files.load_score_file(str(tmp_path / 'out' / 'scores.json'))
+  assert list(loaded.skipped) == ['psychlab_continuous_recognition']
+  markdown = report_tables.markdown_table(
+      report_tables.build_table(loaded.suite, [loaded]))
+  row = [l for l in markdown.splitlines()
+         if l.startswith('| psychlab_continuous_recognition ')]
+  assert row and 'skipped' in row[0]
+  assert 'n/a (1 of 30, 1 skipped)' in markdown

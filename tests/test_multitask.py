@@ -39,14 +39,13 @@ def test_dmlab30_multitask_training_on_the_standin(lab, tmp_path):
   # 2 actors x 15 environments = every DMLab-30 level once. The stand-in's
   # episodes last 25 agent steps, so after a few unrolls each level reports.
   del lab
-  dataset = tmp_path / 'brady_konkle_oliva2008'
-  dataset.mkdir()
   logdir = tmp_path / 'run'
   args = main_lib.parse_args([
       '--role=single_process', '--level=dmlab30', '--num_actors=2',
       '--envs_per_actor=15', '--torso=shallow', '--batch_size=6',
       '--unroll_length=5', '--total_environment_frames=12000',
-      f'--dataset_path={dataset}', f'--logdir={logdir}', '--log_every_s=0'])
+      # The engine's synthetic stand-in for the psychlab photographs.
+      '--dataset_path=dummy', f'--logdir={logdir}', '--log_every_s=0'])
   loop = main_lib.run_single_process(args)
 
   per_level = loop.statistics.per_level()
