@@ -32,6 +32,41 @@ def reference_table():
   return read
 
 
+# Why a real-engine test skipped, and how to run it.
+ENGINE_MISSING = (
+    'DeepMind Lab is not installed in this Python: install the wheel in '
+    '../shared/deepmind_lab (pip install ../shared/deepmind_lab/'
+    'deepmind_lab-1.0-py3-none-any.whl dm-env, with the Debian runtime '
+    'packages .ci/run lists) or build one with tools/deepmind_lab/build.sh '
+    '(README, "DeepMind Lab")')
+
+
+def import_engine():
+  """The real `deepmind_lab` module; skips the test where it is absent."""
+  try:
+    import deepmind_lab  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    pytest.skip(ENGINE_MISSING)
+  if getattr(deepmind_lab, 'IS_STANDIN', False):
+    pytest.fail('the stand-in deepmind_lab was left in sys.modules')
+  return deepmind_lab
+
+
+@pytest.fixture
+def engine():
+  """The real DeepMind Lab (skips the test where it is not installed)."""
+  return import_engine()
+
+
+@pytest.fixture(params=['standin', 'engine'])
+def any_lab(request):
+  """The stand-in, then the real engine: a test that takes this fixture is a
+  conformance test both must pass (the real one skips where absent)."""
+  if request.param == 'standin':
+    return request.getfixturevalue('lab')
+  return import_engine()
+
+
 @pytest.fixture
 def lab(monkeypatch):
   """A fresh stand-in `deepmind_lab` module (tests/deepmind_lab_standin).

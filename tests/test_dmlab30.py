@@ -18,6 +18,7 @@ import pytest
 
 import dmlab30
 from dmlab30 import environment
+from dmlab30 import installation
 from scalable_agent import networks
 
 
@@ -100,10 +101,12 @@ def test_get_level_accepts_train_test_and_prefixed_names():
 
 
 # The stand-in is only worth testing against if it is as strict as the real
-# module; these pin the parts of its contract the adapter relies on.
+# module; these pin the parts of its contract the adapter relies on, and run
+# against both (the real engine's run skips where it is not installed).
 
 
-def test_standin_is_strict_like_the_real_module(lab, tmp_path):
+def test_standin_is_strict_like_the_real_module(any_lab):
+  lab = any_lab
   level = 'contributed/dmlab30/explore_goal_locations_small'
   with pytest.raises(TypeError):
     lab.Lab(level, ('RGB_INTERLEAVED',))
@@ -114,10 +117,10 @@ def test_standin_is_strict_like_the_real_module(lab, tmp_path):
   with pytest.raises(RuntimeError):
     lab.Lab(level, ['RGB_INTERLEAVED'], config={'width': '98'})
   with pytest.raises(ValueError, match='Unknown observation'):
-    lab.Lab(level, ['RGB_INTERLACED'])
+    lab.Lab(level, ['RGB_NOPE'])  # (RGB_INTERLACED is a real alias.)
   with pytest.raises(RuntimeError):
     lab.Lab('explore_goal_locations_small', ['RGB_INTERLEAVED'])
-  with pytest.raises(RuntimeError, match='holdout'):
+  with pytest.raises(RuntimeError, match='allowHoldOutLevels'):
     lab.Lab('contributed/dmlab30/rooms_collect_good_objects_test', [])
   with pytest.raises(RuntimeError):
     lab.Lab(level, [], config={'someOption': '1'})
@@ -136,8 +139,11 @@ def test_standin_is_strict_like_the_real_module(lab, tmp_path):
   env.reset(seed=3)
   with pytest.raises(ValueError):
     env.step(np.zeros([7], np.int64))
-  with pytest.raises(ValueError):
-    env.step(np.zeros([14], np.intc)[::2])
+  if getattr(lab, 'IS_STANDIN', False):
+    # Undefined for the real engine (it reads the array as contiguous); the
+    # stand-in refuses it so that the adapter never relies on it.
+    with pytest.raises(ValueError):
+      env.step(np.zeros([14], np.intc)[::2])
   with pytest.raises(TypeError):
     env.step([0] * 7)
   observations = env.observations()
@@ -145,12 +151,16 @@ def test_standin_is_strict_like_the_real_module(lab, tmp_path):
   assert observations['RGB_INTERLEAVED'].dtype == np.uint8
   assert observations['INSTR'] == ''
   reward = env.step(np.array(_REFERENCE_ACTIONS[0], np.intc), num_steps=4)
-  assert type(reward) is float and reward == 4.
+  assert type(reward) is float
+  if getattr(lab, 'IS_STANDIN', False):
+    assert reward == 4.  # The stand-in's reward rule.
+  env.close()
 
   psychlab = lab.Lab('contributed/dmlab30/psychlab_continuous_recognition',
                      ['RGB_INTERLEAVED'])
   with pytest.raises(RuntimeError, match='brady_konkle_oliva2008'):
     psychlab.reset(seed=1)  # Construction works; the first reset fails.
+  psychlab.close()
 
 
 # The adapter.
@@ -173,7 +183,7 @@ def test_missing_deepmind_lab_error_says_how_to_install(monkeypatch):
   message = str(error.value)
   assert 'DeepMind Lab is not installed' in message
   assert 'BUILD_NOTES.md' in message
-  assert 'build_pip_package' in message
+  assert 'tools/deepmind_lab/build.sh' in message and '../shared/deepmind_lab' in message
 
 
 def test_observations_and_engine_arguments(lab):
@@ -280,17 +290,33 @@ def test_held_out_test_level_config(lab):
 
 
 def test_psychlab_dataset_path(lab, tmp_path):
+  # The engine reads 0001.png ... 2400.png; the first and the last are
+  # checked before it starts.
+  (tmp_path / '0001.png').write_bytes(b'')
+  with pytest.raises(ValueError, match='has no 2400.png'):
+    environment.DmLabEnv('psychlab_continuous_recognition',
+                         dataset_path=str(tmp_path))
+  (tmp_path / '2400.png').write_bytes(b'')
   env = environment.DmLabEnv('psychlab_continuous_recognition',
                              dataset_path=str(tmp_path))
   assert lab.INSTANCES[-1].config['datasetPath'] == str(tmp_path)
   env.reset(seed=0)
   env.step(8)
   env.close()
-  with pytest.raises(ValueError, match='dataset_path'):
+  with pytest.raises(ValueError, match='dataset_path') as error:
     environment.DmLabEnv('psychlab_arbitrary_visuomotor_mapping')
+  assert isinstance(error.value, installation.LevelUnavailableError)
+  assert 'Brady' in str(error.value)
   with pytest.raises(ValueError, match='not a directory'):
     environment.DmLabEnv('psychlab_arbitrary_visuomotor_mapping',
                          dataset_path=str(tmp_path / 'missing'))
+  # Nothing was started for the refused ones.
+  assert len(lab.INSTANCES) == 1
+  # The engine's own synthetic images, for tests.
+  env = environment.DmLabEnv('psychlab_arbitrary_visuomotor_mapping',
+                             dataset_path='dummy')
+  assert lab.INSTANCES[-1].config['datasetPath'] == 'dummy'
+  env.close()
   # Psychlab levels with procedural stimuli run without the dataset.
   env = environment.DmLabEnv('psychlab_visual_search')
   assert 'datasetPath' not in lab.INSTANCES[-1].config
@@ -454,3 +480,83 @@ def test_batch_closes_started_engines_when_one_fails(lab, monkeypatch):
   assert len(lab.INSTANCES) == 1 and not lab.INSTANCES[0].is_running()
   with pytest.raises(RuntimeError, match='closed'):
     lab.INSTANCES[0].reset(seed=0)
+
+
+# Levels that cannot run on this installation.
+
+
+def test_dmlab30_refuses_unavailable_levels_unless_told_to_skip_them(lab):
+  from scalable_agent import main  # pylint: disable=g-import-not-at-top
+  del lab
+  # Without --dataset_path the two psychlab dataset levels cannot run (on the
+  # real engine the natlab levels without their maps join them).
+  with pytest.raises(SystemExit) as error:
+    main._resolve_level(main.parse_args(['--level=dmlab30']))  # pylint: disable=protected-access
+  message = str(error.value)
+  for level in dmlab30.PSYCHLAB_DATASET_LEVELS:
+    assert level in message
+  assert '--skip_unavailable_levels' in message
+  config = main._resolve_level(main.parse_args(  # pylint: disable=protected-access
+      ['--level=dmlab30', '--skip_unavailable_levels']))
+  assert not set(config.levels) & dmlab30.PSYCHLAB_DATASET_LEVELS
+  assert list(config.levels) == [
+      l for l in dmlab30.LEVEL_NAMES if l not in dmlab30.PSYCHLAB_DATASET_LEVELS
+      and not installation.missing_maps(l)]
+  # Level ids keep their meaning: the suite's table of 31, not the subset.
+  assert config.suite.level_names(config)[3] == 'rooms_watermaze'
+  # One level that cannot run is refused even with the flag.
+  with pytest.raises(SystemExit, match='no level can run'):
+    main._resolve_level(main.parse_args(  # pylint: disable=protected-access
+        ['--level=psychlab_continuous_recognition',
+         '--skip_unavailable_levels']))
+
+
+def test_installation_check_reads_the_maps_of_an_engine_directory(tmp_path):
+  maps = tmp_path / 'baselab' / 'maps'
+  maps.mkdir(parents=True)
+  for name in installation.NATLAB_MAPS['natlab_fixed_large_map'][:2]:
+    (maps / f'{name}.bsp').write_bytes(b'')
+  assert installation.missing_maps(
+      'natlab_fixed_large_map', str(tmp_path)) == ['natlab_forage_ltm_night']
+  problem = installation.level_problem('contributed/dmlab30/'
+                                       'natlab_fixed_large_map',
+                                       engine_dir=str(tmp_path))
+  assert '1 of its 3 maps' in problem and 'natlab_forage_ltm_night' in problem
+  (maps / 'natlab_forage_ltm_night.bsp').write_bytes(b'')
+  assert installation.level_problem('natlab_fixed_large_map',
+                                    engine_dir=str(tmp_path)) is None
+  # 100 maps each for the varying-map levels, as their scripts list them.
+  assert len(installation.NATLAB_MAPS['natlab_varying_map_regrowth']) == 100
+  assert installation.NATLAB_MAPS['natlab_varying_map_randomized'][-1] == (
+      'natlab_forage_variable_099')
+  # No baselab/maps (not a built package): nothing to check.
+  assert installation.missing_maps('natlab_fixed_large_map',
+                                   str(tmp_path / 'baselab')) == []
+  assert installation.level_problem('rooms_watermaze',
+                                    engine_dir=str(tmp_path)) is None
+
+
+def test_training_statistics_of_a_run_that_skipped_levels():
+  # A dmlab30 run with --skip_unavailable_levels trains on fewer than 30
+  # levels: per-level scores, but no suite headline (it needs all 30), and
+  # no error once every trained level has finished an episode.
+  from scalable_agent import suites  # pylint: disable=g-import-not-at-top
+  from scalable_agent import training  # pylint: disable=g-import-not-at-top
+  config = suites.resolve('dmlab30')
+  names = config.suite.level_names(config)
+  trained = [i for i, n in enumerate(dmlab30.LEVEL_NAMES)
+             if not n.startswith('natlab_')]
+  statistics = training.Statistics(names, config.suite,
+                                   num_trained_levels=len(trained))
+  statistics.add_episodes([(i, 1., 100) for i in trained])
+  scores, headline = statistics.human_normalized()
+  assert len(scores) == 27 and headline is None
+  watermaze = dmlab30.get_level('rooms_watermaze')
+  assert scores['rooms_watermaze'] == pytest.approx(
+      100 * (1. - watermaze.random) / (watermaze.human - watermaze.random))
+  # All 30: the headline, the mean of the capped scores.
+  statistics = training.Statistics(names, config.suite, num_trained_levels=30)
+  statistics.add_episodes([(i, 1., 100) for i in range(30)])
+  scores, headline = statistics.human_normalized()
+  assert headline == pytest.approx(np.mean([min(s, 100.)
+                                            for s in scores.values()]))

@@ -49,6 +49,9 @@ EPISODE_FRAMES = 100
 
 INSTANCES = []
 
+# Tells tests that this is not the real engine.
+IS_STANDIN = True
+
 _DMLAB30_PREFIX = 'contributed/dmlab30/'
 
 _DMLAB30_SCRIPTS = frozenset([
@@ -251,10 +254,13 @@ class Lab:
           f"'{self.level}'.\"")
     if (self._short_name in _HOLD_OUT and
         self.settings.get('allowHoldOutLevels') != 'true'):
+      # The real engine's words (game_scripts/decorators/test_only.lua).
       raise RuntimeError(
-          'Failed to init environment - "[' + self._short_name +
-          '] Not allowed to use holdout levels. Set allowHoldOutLevels to '
-          'true to enable them."')
+          'Failed to init environment - "...decorators/test_only.lua:33: '
+          'This level must only be used during evaluation. For training, '
+          f'use {self._short_name[:-len("_test")]}_train instead. To use '
+          'this level, add the setting "allowHoldOutLevels" = "true" '
+          'explicitly"')
     if self._short_name.startswith('explore_'):
       unknown = sorted(set(self.settings) - _ENGINE_SETTINGS)
       if unknown:
