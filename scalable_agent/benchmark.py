@@ -44,8 +44,11 @@ from scalable_agent import console
 
 
 def _cpu_seconds():
-  """CPU time of this process, all threads (user + system)."""
-  return time.process_time()
+  """CPU time of this process, all threads, and of its finished child
+  processes (user + system): DeepMind Lab compiles a procedurally generated
+  map in child processes (q3map2, bspc) at every reset."""
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
 
 
 def _make_environment(level, num_envs, index):
@@ -56,6 +59,7 @@ def _make_environment(level, num_envs, index):
 
 
 def _env_worker(level, num_envs, seconds, index, result_queue):
+  console.setup()  # TensorFlow's start-up lines stay hidden in workers too.
   config, env = _make_environment(level, num_envs, index)
   repeats = config.suite.num_action_repeats
   env.reset()
@@ -71,6 +75,7 @@ def _env_worker(level, num_envs, seconds, index, result_queue):
 
 def _actor_worker(level, num_envs, unroll_length, torso, bfloat16, seconds,
                   index, result_queue):
+  console.setup()  # TensorFlow's start-up lines stay hidden in workers too.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from scalable_agent import networks  # pylint: disable=g-import-not-at-top
   networks.use_bfloat16(bfloat16)
@@ -281,6 +286,10 @@ def main(argv=None):
                       'to end: scalable_agent --bfloat16).')
   parser.add_argument('--seconds', type=float, default=20.,
                       help='Per measurement (end to end: 3x, after 30 s).')
+  parser.add_argument('--warmup_s', type=float, default=30.,
+                      help='End to end: seconds before measuring (start-up, '
+                      'and the queue the actors filled while the learner '
+                      'built; DMLab batches of 32 x 100 need about 60).')
   parser.add_argument('--sections', default='env,actor,learner,end2end')
   parser.add_argument('--end2end_flags', default='',
                       help='Extra scalable_agent flags for end to end, '
@@ -325,7 +334,7 @@ def main(argv=None):
   if 'end2end' in sections:
     figures['end2end'] = end_to_end(
         args.level, args.torso, args.num_actors, args.envs_per_actor,
-        args.seconds * 3, warmup_s=30,
+        args.seconds * 3, warmup_s=args.warmup_s,
         extra_flags=(args.end2end_flags.split()
                      + (['--bfloat16'] if args.bfloat16 else [])))
     print(f'end to end           {figures["end2end"]["fps"]:10,.0f} frames/s'
