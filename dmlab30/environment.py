@@ -7,8 +7,8 @@ with the reward summed by the engine. `make_batched_environment` puts N of
 them, spread round-robin over a list of levels, behind the
 `BatchedEnvironment` protocol of `scalable_agent.environments`.
 
-DeepMind Lab is built from source (`tools/deepmind_lab/`; BUILD_NOTES.md,
-section "DeepMind Lab (DMLab-30)"), so `deepmind_lab` is imported only when an
+DeepMind Lab is built from source (BUILD_NOTES.md, section "DeepMind Lab
+(DMLab-30)"), so `deepmind_lab` is imported only when an
 environment is created: the rest of the project, its fast tests included,
 runs without it. Levels that cannot run on the installation are refused
 before the engine is started (`dmlab30.installation`).
@@ -56,8 +56,8 @@ def _import_deepmind_lab():
           '`deepmind_lab` Python module, which is on no package index. '
           'Install a wheel (pip install ../shared/deepmind_lab/deepmind_lab-'
           '1.0-py3-none-any.whl dm-env, where that directory is beside the '
-          'checkout) or build one from source with tools/deepmind_lab/'
-          f'build.sh --install .venv/bin/python; see {_BUILD_NOTES}.'
+          'checkout) or one built from DeepMind Lab\'s sources with its own '
+          f'build instructions; see {_BUILD_NOTES}.'
       ) from e
     # Installed but broken: typically a missing dm_env or Debian runtime
     # library, or a wheel built for another Python or numpy.

@@ -136,7 +136,7 @@ def level_problem(level, dataset_path=None, engine_dir=None):
     return (f'{len(absent)} of its {count} maps are missing from {maps_dir} '
             f'(e.g. {absent[0]}.bsp); DeepMind Lab would end the whole '
             'process when an episode picks one. A build from a full clone of '
-            'DeepMind Lab has them (tools/deepmind_lab/README.md)')
+            'DeepMind Lab has them')
   if name in levels_lib.PSYCHLAB_DATASET_LEVELS:
     return dataset_problem(dataset_path)
   return None

@@ -37,8 +37,7 @@ ENGINE_MISSING = (
     'DeepMind Lab is not installed in this Python: install the wheel in '
     '../shared/deepmind_lab (pip install ../shared/deepmind_lab/'
     'deepmind_lab-1.0-py3-none-any.whl dm-env, with the Debian runtime '
-    'packages .ci/run lists) or build one with tools/deepmind_lab/build.sh '
-    '(README, "DeepMind Lab")')
+    'packages .ci/run lists; README, "DeepMind Lab")')
 
 
 def import_engine():
