@@ -18,7 +18,12 @@ checks each observation's shape and dtype and records:
   instruction                         the first instruction seen (language
                                       levels), as word ids' count
   textures_not_found                  what the engine's log says it could
-                                      not find (shown as its default grid)
+                                      not find (shown as its default grid):
+                                      textures of the map and of effects.
+                                      The log does NOT name missing textures
+                                      of object models (pickups such as the
+                                      apple or the hat): docs/dmlab lists
+                                      those, from the level scripts' models.
 
 Levels that `dmlab30.installation` finds unavailable are listed with the
 reason and not started. Writes survey.json and survey.md to `--output`.
@@ -142,6 +147,9 @@ def _markdown(results):
   rows.append('')
   rows.append('Textures every level that ran misses: '
               + (', '.join(sorted(common)) or 'none') + '.')
+  rows.append('')
+  rows.append("From the engine's log, which does not name missing textures "
+              'of object models (pickups): see docs/dmlab/README.md.')
   return '\n'.join(rows) + '\n'
 
 
