@@ -161,12 +161,57 @@ def read_records(directory):
   for name in sorted(tf.io.gfile.listdir(folder)):
     if not name.endswith('.json'):
       continue
+    path = os.path.join(folder, name)
     try:
-      with tf.io.gfile.GFile(os.path.join(folder, name)) as f:
-        records.append(json.loads(f.read()))
+      with tf.io.gfile.GFile(path) as f:
+        record = json.loads(f.read())
     except (ValueError, OSError) as e:  # Vanished or being replaced.
       _LOG.debug('skipping record %s: %s', name, e)
+      continue
+    problem = record_problem(record)
+    if problem:
+      # One bad file must not take the population down: every member reads
+      # every record at each ready point.
+      _LOG.warning('skipping PBT record %s: %s', path, problem)
+      continue
+    records.append(record)
   return sorted(records, key=lambda r: r['member'])
+
+
+def _is_number(value):
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def record_problem(record):
+  """What makes `record` unusable as a member's record, or None.
+
+  Checks the fields other members read: 'member' (an int >= 0), 'fitness'
+  (None or a finite number), 'checkpoint' (None or a path), and
+  'hyperparameters' ({name: finite number}), 'history' and 'events' (lists)
+  where present.
+  """
+  if not isinstance(record, dict):
+    return f'not a JSON object but {type(record).__name__}'
+  member = record.get('member')
+  if not isinstance(member, int) or isinstance(member, bool) or member < 0:
+    return f'"member" must be an int >= 0, got {member!r}'
+  fitness = record.get('fitness')
+  if fitness is not None and not _is_number(fitness):
+    return f'"fitness" must be a finite number or null, got {fitness!r}'
+  checkpoint = record.get('checkpoint')
+  if checkpoint is not None and not isinstance(checkpoint, str):
+    return f'"checkpoint" must be a path or null, got {checkpoint!r}'
+  hyperparameters = record.get('hyperparameters', {})
+  if not isinstance(hyperparameters, dict) or not all(
+      isinstance(k, str) and _is_number(v)
+      for k, v in hyperparameters.items()):
+    return ('"hyperparameters" must map names to finite numbers, got '
+            f'{hyperparameters!r}')
+  for key in ('history', 'events'):
+    if not isinstance(record.get(key, []), list):
+      return f'"{key}" must be a list, got {record[key]!r}'
+  return None
 
 
 class Member:

@@ -2,6 +2,7 @@
 directory, exploiting a checkpoint, and a population of 3 on CartPole."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -106,6 +107,28 @@ def test_records_are_replaced_atomically(tmp_path):
   reader.join()
   assert not bad
   assert os.listdir(pbt.records_dir(directory)) == ['member_0.json']
+
+
+@pytest.mark.parametrize('content', [
+    '{}', '[]', '{"member": "0"}', '{"member": -1}', '{"member": true}',
+    '{"member": 3, "fitness": "high"}', '{"member": 3, "fitness": NaN}',
+    '{"member": 3, "checkpoint": 7}',
+    '{"member": 3, "hyperparameters": {"learning_rate": "fast"}}',
+    '{"member": 3, "history": {}}'])
+def test_a_record_that_does_not_validate_is_skipped_naming_it(
+    tmp_path, caplog, content):
+  # Issue 24, defect 2: one bad file crashed every member at its next ready
+  # point (KeyError: 'member'); the others must still be read.
+  directory = str(tmp_path)
+  pbt.write_record(directory, {'member': 0, 'fitness': 1., 'history': [],
+                               'hyperparameters': {'learning_rate': 1e-3}})
+  bad = os.path.join(pbt.records_dir(directory), 'member_9.json')
+  with open(bad, 'w') as f:
+    f.write(content)
+  with caplog.at_level(logging.WARNING):
+    records = pbt.read_records(directory)
+  assert [r['member'] for r in records] == [0]
+  assert bad in caplog.text
 
 
 def _settings(directory, member, **overrides):
