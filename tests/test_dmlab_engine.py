@@ -203,19 +203,21 @@ def test_trains_on_the_engine_with_actor_processes_and_the_level_cache(
   command = [sys.executable, '-m', 'scalable_agent.main',
              '--level=rooms_keys_doors_puzzle', '--torso=shallow',
              '--num_actors=2', '--envs_per_actor=2', '--batch_size=4',
-             '--stop_at_frames=16000', '--log_every_s=2',
+             '--stop_at_frames=20000', '--log_every_s=2',
              f'--level_cache_dir={cache}', f'--logdir={tmp_path / "run"}']
   result = subprocess.run(command, capture_output=True, text=True,
                           timeout=600, cwd=REPO,
                           env=dict(os.environ, PYTHONUNBUFFERED='1'))
   log = result.stdout + result.stderr
   assert result.returncode == 0, log[-3000:]
-  assert 'frames 16,' in log or 'frames 17,' in log, log[-3000:]
+  # Stopped at the budget (20,000 frames: 12.5 steps of 4 x 100 x 4).
+  assert re.search(r'frames 2\d,\d00 ', log), log[-3000:]
   assert os.path.exists(tmp_path / 'run' / 'checkpoints' / 'checkpoint')
   # Four engines reset (and compiled) at least one map each, through the
   # shared cache.
   assert len([f for f in os.listdir(cache) if not f.startswith('.')]) >= 4
-  # Episodes (900 agent steps each) finished and reached the learner.
+  # Episodes (900 agent steps = 3,600 frames each) finished and reached
+  # the learner: each of the 4 engines played about 5,000 frames.
   episodes = [int(n) for n in re.findall(r'return -?[\d.]+ \((\d+) episodes',
                                          log)]
   assert episodes and max(episodes) >= 1, log[-3000:]
