@@ -44,6 +44,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -196,7 +197,11 @@ _NOT_NEGATIVE = ('task', 'entropy_cost', 'baseline_cost', 'epsilon',
 
 def _check_numbers(parser, args):
   """One-line errors for values that would hang or crash a run later
-  (--unroll_length=0 trains for ever at 0 frames)."""
+  (--unroll_length=0 trains for ever at 0 frames; --learning_rate=inf makes
+  every parameter NaN at the first update)."""
+  for name, value in sorted(vars(args).items()):
+    if isinstance(value, float) and not math.isfinite(value):
+      parser.error(f'--{name} must be a finite number, got {value}.')
   for names, ok, wanted in ((_AT_LEAST_ONE, lambda v: v >= 1, '>= 1'),
                             (_POSITIVE, lambda v: v > 0, '> 0'),
                             (_NOT_NEGATIVE, lambda v: v >= 0, '>= 0')):

@@ -263,7 +263,11 @@ def test_tf_config_cannot_override_an_explicit_role_or_name_unknown_types(
 @pytest.mark.parametrize('flag', [
     '--unroll_length=0', '--batch_size=-1', '--num_actors=0',
     '--envs_per_actor=0', '--total_environment_frames=0',
-    '--learning_rate=-1e-3', '--discounting=1.5', '--task=-1'])
+    '--learning_rate=-1e-3', '--discounting=1.5', '--task=-1',
+    # Issue 24, defect 1: inf passed the > 0 check and made every
+    # parameter NaN at the first update.
+    '--learning_rate=inf', '--entropy_cost=nan', '--max_gradient_norm=inf',
+    '--stop_at_frames=inf', '--replay_fraction=nan'])
 def test_flags_that_would_hang_or_crash_later_are_refused_at_once(flag,
                                                                   capsys):
   # Issue 10, defect 8: --unroll_length=0 trained for ever at 0 frames.
