@@ -82,8 +82,7 @@ def engine_level_name(level):
   Raises:
     ValueError: `level` has no '/' and is not a DMLab-30 level.
   """
-  name = level[len(levels_lib.LEVEL_PREFIX):] if level.startswith(
-      levels_lib.LEVEL_PREFIX) else level
+  name = levels_lib.strip_prefix(level)
   if name in levels_lib.OTHER_LEVEL_NAMES:
     return name
   try:
@@ -98,8 +97,7 @@ def engine_level_name(level):
 def _variant(name, training):
   """The train or test variant of a level name (one variant for
   `levels_lib.OTHER_LEVEL_NAMES`)."""
-  short = name[len(levels_lib.LEVEL_PREFIX):] if name.startswith(
-      levels_lib.LEVEL_PREFIX) else name
+  short = levels_lib.strip_prefix(name)
   if short in levels_lib.OTHER_LEVEL_NAMES:
     return short
   level = levels_lib.get_level(name)

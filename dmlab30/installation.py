@@ -75,13 +75,6 @@ def engine_directory():
   return os.path.dirname(spec.origin)
 
 
-def _short_name(level):
-  name = str(level)
-  if name.startswith(levels_lib.LEVEL_PREFIX):
-    name = name[len(levels_lib.LEVEL_PREFIX):]
-  return name
-
-
 def missing_maps(level, engine_dir=None):
   """Maps of a natlab `level` absent from the installation.
 
@@ -93,7 +86,7 @@ def missing_maps(level, engine_dir=None):
   Returns:
     list of map names (empty: nothing missing, or nothing to check).
   """
-  maps = NATLAB_MAPS.get(_short_name(level))
+  maps = NATLAB_MAPS.get(levels_lib.strip_prefix(str(level)))
   engine_dir = engine_dir or engine_directory()
   if not maps or engine_dir is None:
     return []
@@ -127,11 +120,11 @@ def dataset_problem(dataset_path):
 
 def level_problem(level, dataset_path=None, engine_dir=None):
   """Why `level` cannot run on this installation, or None if it can."""
-  name = _short_name(level)
+  name = levels_lib.strip_prefix(str(level))
+  engine_dir = engine_dir or engine_directory()
   absent = missing_maps(name, engine_dir)
   if absent:
-    maps_dir = os.path.join(engine_dir or engine_directory(), 'baselab',
-                            'maps')
+    maps_dir = os.path.join(engine_dir, 'baselab', 'maps')
     count = len(NATLAB_MAPS[name])
     return (f'{len(absent)} of its {count} maps are missing from {maps_dir} '
             f'(e.g. {absent[0]}.bsp); DeepMind Lab would end the whole '
@@ -166,13 +159,14 @@ def check_level(level, dataset_path=None):
   """Raises `LevelUnavailableError` if `level` cannot run here."""
   problem = level_problem(level, dataset_path)
   if problem:
-    raise LevelUnavailableError(f'DMLab level {_short_name(level)} cannot '
-                                f'run on this installation: {problem}.')
+    name = levels_lib.strip_prefix(str(level))
+    raise LevelUnavailableError(f'DMLab level {name} cannot run on this '
+                                f'installation: {problem}.')
 
 
 def describe_unavailable(problems):
   """Lines naming each unavailable level and why."""
-  return '\n'.join(f'  {_short_name(level)}: {why}'
+  return '\n'.join(f'  {levels_lib.strip_prefix(str(level))}: {why}'
                    for level, why in problems.items())
 
 

@@ -138,7 +138,8 @@ for _i, _level in enumerate(LEVELS):
 del _i, _level
 
 
-def _strip_prefix(name):
+def strip_prefix(name):
+  """A level name without the `contributed/dmlab30/` prefix."""
   return name[len(LEVEL_PREFIX):] if name.startswith(LEVEL_PREFIX) else name
 
 
@@ -156,7 +157,7 @@ def level_index(name):
     ValueError: `name` is not a DMLab-30 level; the message names the closest
       level names.
   """
-  index = _INDEX_BY_NAME.get(_strip_prefix(str(name)))
+  index = _INDEX_BY_NAME.get(strip_prefix(str(name)))
   if index is None:
     raise ValueError(_unknown_level_message(name))
   return index
@@ -169,7 +170,7 @@ def level_id(name):
   Raises:
     ValueError: neither; the message names the closest level names.
   """
-  name = _strip_prefix(str(name))
+  name = strip_prefix(str(name))
   if name in OTHER_LEVEL_NAMES:
     return len(LEVELS) + OTHER_LEVEL_NAMES.index(name)
   return level_index(name)
@@ -182,7 +183,7 @@ def get_level(name):
 
 def _unknown_level_message(name):
   matches = difflib.get_close_matches(
-      _strip_prefix(str(name)), sorted(_INDEX_BY_NAME) + list(
+      strip_prefix(str(name)), sorted(_INDEX_BY_NAME) + list(
           OTHER_LEVEL_NAMES), n=3, cutoff=0.6)
   hint = (f' Did you mean {", ".join(repr(m) for m in matches)}?' if matches
           else ' See dmlab30.LEVEL_NAMES for the 30 levels.')
